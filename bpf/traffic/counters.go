@@ -1,0 +1,88 @@
+//go:build linux
+
+package traffic
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// Key is one row of the kernel's counter map, laid out as in traffic.bpf.c.
+type Key = trafficTrafficKey
+
+// Counts are a row's totals since the key was created, summed over CPUs.
+type Counts struct {
+	TxPackets, TxBytes, RxPackets, RxBytes uint64
+}
+
+// Stats are the kernel-side loss counters, totals since load.
+type Stats struct {
+	// MapFull counts packets not counted because the map had no room for a new key.
+	MapFull uint64
+	// UpdateErrors counts other failures to insert a key.
+	UpdateErrors uint64
+}
+
+// Read calls fn for every key with its totals and returns how many keys the
+// map holds. The per-CPU values slice is reused across keys.
+func (p *Probe) Read(fn func(Key, Counts)) (int, error) {
+	var (
+		k    Key
+		vals []trafficTrafficValue
+		n    int
+	)
+	it := p.counters.Iterate()
+	for it.Next(&k, &vals) {
+		var c Counts
+		for _, v := range vals {
+			c.TxPackets += v.TxPackets
+			c.TxBytes += v.TxBytes
+			c.RxPackets += v.RxPackets
+			c.RxBytes += v.RxBytes
+		}
+		fn(k, c)
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return n, fmt.Errorf("read traffic map: %w", err)
+	}
+	return n, nil
+}
+
+// Delete removes keys, e.g. those of processes that have exited. A key
+// already gone is not an error.
+func (p *Probe) Delete(keys []Key) error {
+	var errs []error
+	for i := range keys {
+		if err := p.counters.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stats reads the loss counters.
+func (p *Probe) Stats() (Stats, error) {
+	var s Stats
+	read := func(idx uint32) (uint64, error) {
+		var vals []uint64
+		if err := p.stats.Lookup(idx, &vals); err != nil {
+			return 0, err
+		}
+		var sum uint64
+		for _, v := range vals {
+			sum += v
+		}
+		return sum, nil
+	}
+	var err error
+	if s.MapFull, err = read(0); err != nil {
+		return s, fmt.Errorf("read traffic stats: %w", err)
+	}
+	if s.UpdateErrors, err = read(1); err != nil {
+		return s, fmt.Errorf("read traffic stats: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,315 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+// traffic: the nettop job. Counts packets and bytes per (pid, uid, device,
+// command) in the kernel; user space drains the map once per interval, so no
+// event per packet ever leaves the kernel.
+//
+// One counting routine, entered from several hook rungs: fentry, kprobe,
+// tp_btf and raw tracepoint. The loader keeps the programs of the rung it
+// picks and drops the rest.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+#define TASK_COMM_LEN 16
+#define IFNAMSIZ 16
+#define E2BIG 7
+#define EEXIST 17
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct traffic_key {
+	__u32 pid;
+	__u32 uid;
+	__u32 ifindex;
+	__u32 netns;
+	char comm[TASK_COMM_LEN];
+	char dev[IFNAMSIZ];
+};
+
+struct traffic_value {
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 rx_packets;
+	__u64 rx_bytes;
+};
+
+// owner is who last sent or received on a socket from process context:
+// the answer to "whose packet is this" when the kernel sends for a socket
+// from softirq or a timer (TCP ACKs, retransmits).
+struct owner {
+	__u32 pid;
+	__u32 uid;
+	char comm[TASK_COMM_LEN];
+};
+
+enum stat_index {
+	STAT_MAP_FULL = 0,   // a new key did not fit in traffic
+	STAT_UPDATE_ERR = 1, // any other failure to insert a key
+	STAT_MAX = 2,
+};
+
+// max_entries is set by the loader from the config.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct traffic_key);
+	__type(value, struct traffic_value);
+} traffic SEC(".maps");
+
+// LRU keyed by socket address: bounded without a cleanup hook; a reused
+// address is corrected by the next send or receive of the new owner.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+// Set by the loader: 1 attributes packets to the socket's owner where the
+// packet has a socket we have seen, 0 to the task running (the seed's way).
+volatile const __u32 attribute_socket = 1;
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void remember_owner(struct sock *sk)
+{
+	if (!sk)
+		return;
+	__u64 k = (__u64)sk;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = pid_tgid >> 32;
+	struct owner *o = bpf_map_lookup_elem(&owners, &k);
+	if (o && o->pid == pid)
+		return;
+	struct owner n = {};
+	n.pid = pid;
+	n.uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(n.comm, sizeof(n.comm));
+	bpf_map_update_elem(&owners, &k, &n, BPF_ANY);
+}
+
+static __always_inline void count(struct sk_buff *skb, bool tx)
+{
+	struct traffic_key key = {};
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (!dev)
+		return;
+
+	key.ifindex = BPF_CORE_READ(dev, ifindex);
+	key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	BPF_CORE_READ_STR_INTO(&key.dev, dev, name);
+
+	__u64 len = BPF_CORE_READ(skb, len);
+	if (!tx) {
+		// On receive the link-layer header has been pulled already; add
+		// it back so both directions count the frame tcpdump would show.
+		__u16 mac = BPF_CORE_READ(skb, mac_header);
+		__u16 net = BPF_CORE_READ(skb, network_header);
+		if (mac != (__u16)~0U && net > mac)
+			len += net - mac;
+	}
+
+	bool owned = false;
+	if (attribute_socket) {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+		if (sk) {
+			__u64 k = (__u64)sk;
+			struct owner *o = bpf_map_lookup_elem(&owners, &k);
+			if (o) {
+				key.pid = o->pid;
+				key.uid = o->uid;
+				__builtin_memcpy(key.comm, o->comm, sizeof(key.comm));
+				owned = true;
+			}
+		}
+	}
+	if (!owned) {
+		key.pid = bpf_get_current_pid_tgid() >> 32;
+		key.uid = (__u32)bpf_get_current_uid_gid();
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+	}
+
+	struct traffic_value *v = bpf_map_lookup_elem(&traffic, &key);
+	if (!v) {
+		struct traffic_value zero = {};
+		long err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
+		if (err && err != -EEXIST) {
+			stat_inc(err == -E2BIG ? STAT_MAP_FULL : STAT_UPDATE_ERR);
+			return;
+		}
+		v = bpf_map_lookup_elem(&traffic, &key);
+		if (!v)
+			return;
+	}
+	// Per-CPU values: no other CPU writes this slot, so plain adds suffice.
+	if (tx) {
+		v->tx_packets++;
+		v->tx_bytes += len;
+	} else {
+		v->rx_packets++;
+		v->rx_bytes += len;
+	}
+}
+
+// ---- rung: fentry ----------------------------------------------------------
+// Transmit: __dev_queue_xmit(skb, sb_dev) on 5.12+, dev_queue_xmit(skb)
+// before; the loader attaches to whichever the kernel has (arg 0 is the skb
+// in both). Receive: __netif_receive_skb_core, which both the single and the
+// list (GRO) receive paths go through; since 5.7 its first argument is
+// struct sk_buff **, before that struct sk_buff *.
+
+SEC("fentry/__dev_queue_xmit")
+int BPF_PROG(fentry_xmit, struct sk_buff *skb)
+{
+	count(skb, true);
+	return 0;
+}
+
+SEC("fentry/__netif_receive_skb_core")
+int BPF_PROG(fentry_recv_pp, struct sk_buff **pskb)
+{
+	struct sk_buff *skb = NULL;
+	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
+	if (skb)
+		count(skb, false);
+	return 0;
+}
+
+SEC("fentry/__netif_receive_skb_core")
+int BPF_PROG(fentry_recv_p, struct sk_buff *skb)
+{
+	count(skb, false);
+	return 0;
+}
+
+SEC("fentry/sock_sendmsg")
+int BPF_PROG(fentry_sendmsg, struct socket *sock)
+{
+	remember_owner(BPF_CORE_READ(sock, sk));
+	return 0;
+}
+
+SEC("fentry/sock_recvmsg")
+int BPF_PROG(fentry_recvmsg, struct socket *sock)
+{
+	remember_owner(BPF_CORE_READ(sock, sk));
+	return 0;
+}
+
+// ---- rung: kprobe ----------------------------------------------------------
+
+SEC("kprobe/__dev_queue_xmit")
+int BPF_KPROBE(kprobe_xmit, struct sk_buff *skb)
+{
+	count(skb, true);
+	return 0;
+}
+
+SEC("kprobe/__netif_receive_skb_core")
+int BPF_KPROBE(kprobe_recv_pp, struct sk_buff **pskb)
+{
+	struct sk_buff *skb = NULL;
+	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
+	if (skb)
+		count(skb, false);
+	return 0;
+}
+
+SEC("kprobe/__netif_receive_skb_core")
+int BPF_KPROBE(kprobe_recv_p, struct sk_buff *skb)
+{
+	count(skb, false);
+	return 0;
+}
+
+SEC("kprobe/sock_sendmsg")
+int BPF_KPROBE(kprobe_sendmsg, struct socket *sock)
+{
+	remember_owner(BPF_CORE_READ(sock, sk));
+	return 0;
+}
+
+SEC("kprobe/sock_recvmsg")
+int BPF_KPROBE(kprobe_recvmsg, struct socket *sock)
+{
+	remember_owner(BPF_CORE_READ(sock, sk));
+	return 0;
+}
+
+// ---- rung: tp_btf (no tracefs needed) ----------------------------------------
+
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(tp_btf_xmit, struct sk_buff *skb)
+{
+	count(skb, true);
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(tp_btf_recv, struct sk_buff *skb)
+{
+	count(skb, false);
+	return 0;
+}
+
+// sock_send_length/sock_recv_length fire in the sending or receiving task
+// (6.3+); on older kernels the socket owner stays unknown on this rung.
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_btf_send_length, struct sock *sk)
+{
+	remember_owner(sk);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_btf_recv_length, struct sock *sk)
+{
+	remember_owner(sk);
+	return 0;
+}
+
+// ---- rung: raw tracepoint (no BTF-typed context) ----------------------------
+
+SEC("raw_tracepoint/net_dev_start_xmit")
+int raw_tp_xmit(struct bpf_raw_tracepoint_args *ctx)
+{
+	count((struct sk_buff *)ctx->args[0], true);
+	return 0;
+}
+
+SEC("raw_tracepoint/netif_receive_skb")
+int raw_tp_recv(struct bpf_raw_tracepoint_args *ctx)
+{
+	count((struct sk_buff *)ctx->args[0], false);
+	return 0;
+}
+
+SEC("raw_tracepoint/sock_send_length")
+int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
+{
+	remember_owner((struct sock *)ctx->args[0]);
+	return 0;
+}
+
+SEC("raw_tracepoint/sock_recv_length")
+int raw_tp_recv_length(struct bpf_raw_tracepoint_args *ctx)
+{
+	remember_owner((struct sock *)ctx->args[0]);
+	return 0;
+}

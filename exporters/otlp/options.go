@@ -1,0 +1,61 @@
+// Package otlp ships pipelines to an OpenTelemetry Collector (or any OTLP
+// endpoint) with the OpenTelemetry Go SDK's exporters, over gRPC or HTTP.
+package otlp
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/sockeye/sockeye/config"
+)
+
+// endpoint splits a configured endpoint into host:port, URL path and whether
+// the scheme asks for plaintext.
+type endpoint struct {
+	hostPort string
+	path     string
+	scheme   string
+}
+
+func parseEndpoint(raw string) (endpoint, error) {
+	if !strings.Contains(raw, "://") {
+		return endpoint{hostPort: raw}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return endpoint{}, fmt.Errorf("endpoint %q: %w", raw, err)
+	}
+	return endpoint{hostPort: u.Host, path: u.Path, scheme: u.Scheme}, nil
+}
+
+// insecure is true when the config asks for plaintext or the URL is http://.
+func insecure(cfg *config.OTLPExporter, ep endpoint) bool {
+	return cfg.Insecure || ep.scheme == "http"
+}
+
+func tlsConfig(t config.TLS) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // only when the user asks
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca_file %s: no PEM certificates in it", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls cert_file/key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}

@@ -1,0 +1,160 @@
+// Package testnet builds small test networks: a network namespace joined to
+// the host's by a veth pair, with fixed addresses and static neighbours so
+// no ARP or IPv6 chatter disturbs exact packet counts.
+package testnet
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Pair is a veth pair with one end in a namespace of its own.
+type Pair struct {
+	HostDev, PeerDev string
+	HostIP, PeerIP   net.IP
+	HostIndex        int
+	PeerIndex        int
+	NS               netns.NsHandle
+}
+
+// Addresses from 198.18.0.0/15, the range set aside for benchmark networks;
+// they exist only inside this machine's test namespaces.
+var (
+	hostIP = net.IPv4(198, 18, 7, 1)
+	peerIP = net.IPv4(198, 18, 7, 2)
+)
+
+// NewPair makes a namespace and a veth pair named after tag (at most 8
+// characters: interface names are 15 at most). Everything is removed at test end.
+func NewPair(t testing.TB, tag string) *Pair {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatalf("current netns: %v", err)
+	}
+	defer orig.Close()
+	ns, err := netns.New() // also switches this thread into it
+	if err != nil {
+		t.Fatalf("new netns: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		t.Fatalf("back to the original netns: %v", err)
+	}
+	p := &Pair{HostDev: "sk" + tag + "h", PeerDev: "sk" + tag + "p", HostIP: hostIP, PeerIP: peerIP, NS: ns}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(p.HostDev); err == nil {
+			netlink.LinkDel(l)
+		}
+		ns.Close()
+	})
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.HostDev}, PeerName: p.PeerDev}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth %s: %v", p.HostDev, err)
+	}
+	peer, err := netlink.LinkByName(p.PeerDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
+		t.Fatalf("move %s into the namespace: %v", p.PeerDev, err)
+	}
+	host, err := netlink.LinkByName(p.HostDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.HostIndex = host.Attrs().Index
+	disableIPv6(p.HostDev)
+	if err := setup(host, hostIP, peerIP); err != nil {
+		t.Fatalf("host side: %v", err)
+	}
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nh.Close()
+	pl, err := nh.LinkByName(p.PeerDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PeerIndex = pl.Attrs().Index
+	if err := p.Do(func() error {
+		disableIPv6(p.PeerDev)
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(lo); err != nil {
+			return err
+		}
+		return setup(pl, peerIP, hostIP)
+	}); err != nil {
+		t.Fatalf("namespace side: %v", err)
+	}
+	return p
+}
+
+// setup gives link its address, brings it up and pins the other end's MAC.
+func setup(l netlink.Link, self, other net.IP) error {
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: self, Mask: net.CIDRMask(30, 32)}}); err != nil {
+		return fmt.Errorf("addr: %w", err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	return nil
+}
+
+// PinNeighbours adds permanent neighbour entries on both sides, so the
+// first packet does not wait for ARP.
+func (p *Pair) PinNeighbours(t testing.TB) {
+	t.Helper()
+	host, err := netlink.LinkByName(p.HostDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peerMAC net.HardwareAddr
+	if err := p.Do(func() error {
+		l, err := netlink.LinkByName(p.PeerDev)
+		if err != nil {
+			return err
+		}
+		peerMAC = l.Attrs().HardwareAddr
+		return netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
+			IP: p.HostIP, HardwareAddr: host.Attrs().HardwareAddr, Family: netlink.FAMILY_V4})
+	}); err != nil {
+		t.Fatalf("neighbour in namespace: %v", err)
+	}
+	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: host.Attrs().Index, State: netlink.NUD_PERMANENT,
+		IP: p.PeerIP, HardwareAddr: peerMAC, Family: netlink.FAMILY_V4}); err != nil {
+		t.Fatalf("neighbour on host: %v", err)
+	}
+}
+
+// Do runs fn on a thread inside the namespace. Sockets made there stay in it.
+func (p *Pair) Do(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(p.NS); err != nil {
+		return err
+	}
+	defer netns.Set(orig)
+	return fn()
+}
+
+// disableIPv6 keeps router solicitations and MLD reports off the link.
+func disableIPv6(dev string) {
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+dev+"/disable_ipv6", []byte("1"), 0o644)
+}
