@@ -1,0 +1,130 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Traffic source limits. The kernel map is preallocated, so max_entries is
+// capped to keep its memory bounded.
+const (
+	DefaultTrafficMaxEntries = 10240
+	MaxTrafficMaxEntries     = 1 << 20
+)
+
+// trafficHooks leaves out HookTracepoint: no plain tracepoint sees both the
+// socket and the device of every packet.
+func trafficHooks() []string {
+	return []string{HookAuto, HookFentry, HookKprobe, HookTpBTF, HookRawTracepoint}
+}
+
+func (d *decoder) traffic(f fields) *TrafficSource {
+	t := &TrafficSource{
+		Attribution: "socket",
+		MaxEntries:  DefaultTrafficMaxEntries,
+		Hook:        HookAuto,
+	}
+	if v, ok := d.enum(f.get("attribution"), join(f.path, "attribution"), "socket", "current"); ok {
+		t.Attribution = v
+	}
+	if v, ok := d.integer(f.get("max_entries"), join(f.path, "max_entries"), 1, MaxTrafficMaxEntries); ok {
+		t.MaxEntries = uint32(v)
+	}
+	if v, ok := d.str(f.get("hook"), join(f.path, "hook")); ok {
+		if hooks := trafficHooks(); slices.Contains(hooks, v) {
+			t.Hook = v
+		} else {
+			d.errorf(f.get("hook").Line, join(f.path, "hook"),
+				"invalid hook %q for a traffic source (want %s)", v, strings.Join(hooks, ", "))
+		}
+	}
+	return t
+}
+
+func (d *decoder) filter(f fields) *FilterProcessor {
+	p := &FilterProcessor{
+		Include: d.match(f, "include"),
+		Exclude: d.match(f, "exclude"),
+	}
+	if _, inc := f.m["include"]; !inc {
+		if _, exc := f.m["exclude"]; !exc {
+			d.errorf(f.line, f.path, "a filter needs include, exclude or both")
+		}
+	}
+	return p
+}
+
+// match decodes parent's include or exclude; nil when the key is absent.
+func (d *decoder) match(parent fields, key string) *Match {
+	n := parent.get(key)
+	if n == nil {
+		return nil
+	}
+	path := join(parent.path, key)
+	before := len(d.errs)
+	f := d.fields(n, path, parent.keyLine(key), "pids", "commands", "uids", "devices")
+	m := &Match{}
+	m.PIDs, _ = d.intList(f.get("pids"), join(path, "pids"), 0, math.MaxInt32)
+	m.Commands, _ = d.strList(f.get("commands"), join(path, "commands"))
+	m.UIDs, _ = d.intList(f.get("uids"), join(path, "uids"), 0, math.MaxUint32)
+	m.Devices, _ = d.strList(f.get("devices"), join(path, "devices"))
+	// An empty match would match nothing (include) or be a no-op (exclude),
+	// which is never what was meant.
+	if len(d.errs) == before && len(m.PIDs)+len(m.Commands)+len(m.UIDs)+len(m.Devices) == 0 {
+		d.errorf(parent.keyLine(key), path, "empty match: give at least one of pids, commands, uids, devices")
+	}
+	return m
+}
+
+func (d *decoder) attributes(f fields) *AttributesProcessor {
+	p := &AttributesProcessor{}
+	_, hasDrop := f.m["drop"]
+	_, hasKeep := f.m["keep"]
+	switch {
+	case hasDrop && hasKeep:
+		d.errorf(f.keyLine("keep"), f.path, "give either drop or keep, not both")
+		return p
+	case !hasDrop && !hasKeep:
+		d.errorf(f.line, f.path, "give drop or keep: a list of attribute names")
+		return p
+	}
+	key := "drop"
+	if hasKeep {
+		key = "keep"
+	}
+	path := join(f.path, key)
+	before := len(d.errs)
+	elems, _ := d.list(f.get(key), path)
+	if len(d.errs) == before && len(elems) == 0 {
+		d.errorf(f.keyLine(key), path, "want a non-empty list of attribute names")
+	}
+	known := allSourceAttributes()
+	seen := map[string]int{}
+	var names []string
+	for i, e := range elems {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		before := len(d.errs)
+		name, ok := d.str(e, p)
+		switch {
+		case !ok:
+			if len(d.errs) == before {
+				d.errorf(e.Line, p, "empty value")
+			}
+		case !slices.Contains(known, name):
+			d.errorf(e.Line, p, "unknown attribute %q%s", name, suggest(name, known))
+		case seen[name] != 0:
+			d.errorf(e.Line, p, "attribute %q is listed twice (first at line %d)", name, seen[name])
+		default:
+			seen[name] = e.Line
+			names = append(names, name)
+		}
+	}
+	if hasDrop {
+		p.Drop = names
+	} else {
+		p.Keep = names
+	}
+	return p
+}
