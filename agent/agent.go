@@ -12,10 +12,6 @@ import (
 	"github.com/sockeye/sockeye/bpf/hooks"
 	"github.com/sockeye/sockeye/config"
 	"github.com/sockeye/sockeye/exporters/console"
-	"github.com/sockeye/sockeye/exporters/otlp"
-	"github.com/sockeye/sockeye/pipelines"
-	"github.com/sockeye/sockeye/pipelines/processors"
-	"github.com/sockeye/sockeye/pipelines/traffic"
 )
 
 // Agent runs the pipelines of one config.
@@ -25,36 +21,77 @@ type Agent struct {
 	stdout io.Writer
 	env    func(string) string
 
-	exporters map[config.ID]pipelines.MetricExporter
-	pipelines []*pipelines.MetricsPipeline
-	sources   []pipelines.MetricSource
+	// exporters are shared by the pipelines that name them, one instance per
+	// (exporter, signal): an otlp exporter ships metrics and logs through
+	// different SDK exporters.
+	exporters map[exporterKey]shutdowner
+	console   map[config.ID]*console.Exporter
+	running   []Pipeline
 	// Failed names the pipelines that could not start, and why.
 	Failed map[string]error
 }
 
+type exporterKey struct {
+	id     config.ID
+	signal config.Signal
+}
+
+type shutdowner interface {
+	Shutdown(ctx context.Context) error
+}
+
+// Pipeline is a started pipeline of any signal.
+type Pipeline interface {
+	Name() string
+	// Run blocks until ctx is done, then flushes what it holds.
+	Run(ctx context.Context) error
+	// Close detaches the pipeline's sources.
+	Close() error
+}
+
+// SourceStatus is what starting a source told: its rung and its limits.
+type SourceStatus struct {
+	Source string
+	Rung   string
+	Notes  []string
+}
+
+// signalKind is how the agent handles the pipelines of one signal. Each
+// signal has its file (metrics.go, ...) and a row in signalKinds.
+type signalKind struct {
+	// exporters creates the pipeline's exporters; run for every pipeline
+	// before any source starts, so a bad exporter setting attaches nothing.
+	exporters func(a *Agent, ctx context.Context, pl *config.Pipeline) error
+	// start builds and starts the pipeline; on error nothing stays attached.
+	start func(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error)
+	// probe starts and releases one source, for `sockeye check`.
+	probe func(a *Agent, ctx context.Context, src *config.Source, k *hooks.Kernel) (SourceStatus, error)
+}
+
+func signalKinds() map[config.Signal]signalKind {
+	return map[config.Signal]signalKind{
+		config.SignalMetrics: {exporters: metricsExporters, start: startMetrics, probe: probeMetricSource},
+	}
+}
+
 // New prepares an agent; nothing is attached until Start.
 func New(cfg *config.Config, stdout io.Writer, log *slog.Logger, env func(string) string) *Agent {
-	return &Agent{cfg: cfg, log: log, stdout: stdout, env: env, Failed: map[string]error{}}
+	return &Agent{
+		cfg: cfg, log: log, stdout: stdout, env: env,
+		exporters: map[exporterKey]shutdowner{},
+		console:   map[config.ID]*console.Exporter{},
+		Failed:    map[string]error{},
+	}
 }
 
-// newSource makes the source for a config entry; every source type the
-// config accepts for metrics pipelines must be here.
-func newSource(src *config.Source, k *hooks.Kernel, log *slog.Logger) (pipelines.MetricSource, error) {
-	switch {
-	case src.Traffic != nil:
-		return traffic.New(src.ID.String(), *src.Traffic, k, log), nil
+// consoleExporter is shared by every signal: one writer, samples kept whole.
+func (a *Agent) consoleExporter(id config.ID) *console.Exporter {
+	if c, ok := a.console[id]; ok {
+		return c
 	}
-	return nil, fmt.Errorf("source %s: no metrics source of type %q", src.ID, src.ID.Type)
-}
-
-func newProcessor(p *config.Processor) (pipelines.MetricProcessor, error) {
-	switch {
-	case p.Filter != nil:
-		return processors.NewFilter(p.ID.String(), p.Filter), nil
-	case p.Attributes != nil:
-		return processors.NewAttributes(p.ID.String(), p.Attributes), nil
-	}
-	return nil, fmt.Errorf("processor %s: unknown type", p.ID)
+	c := console.New(id.String(), a.stdout)
+	a.console[id] = c
+	return c
 }
 
 // Start builds every exporter first (a bad TLS file stops everything before
@@ -62,34 +99,16 @@ func newProcessor(p *config.Processor) (pipelines.MetricProcessor, error) {
 // whose sources cannot start is reported and skipped; the others run. It is
 // an error when none can run.
 func (a *Agent) Start(ctx context.Context) error {
-	res, err := buildResource(ctx, a.cfg)
-	if err != nil {
-		return err
-	}
-	a.exporters = map[config.ID]pipelines.MetricExporter{}
+	kinds := signalKinds()
 	for _, pl := range a.cfg.Pipelines {
-		for _, id := range pl.Exporters {
-			if _, done := a.exporters[id]; done {
-				continue
-			}
-			e := a.cfg.Exporters[id]
-			switch {
-			case e.Console != nil:
-				a.exporters[id] = console.New(id.String(), a.stdout)
-			case e.OTLP != nil:
-				if !e.OTLP.Enabled {
-					a.log.Info("otlp exporter off: no endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT or endpoint:)", "exporter", id.String())
-					a.exporters[id] = nil
-					continue
-				}
-				m, err := otlp.NewMetrics(id.String(), e.OTLP, res, a.exportInterval(id), a.log)
-				if err != nil {
-					a.shutdownExporters(ctx)
-					return err
-				}
-				a.log.Info("otlp exporter", "exporter", id.String(), "endpoint", e.OTLP.Endpoint, "protocol", e.OTLP.Protocol)
-				a.exporters[id] = m
-			}
+		k, ok := kinds[pl.Signal]
+		if !ok {
+			a.shutdownExporters(ctx)
+			return fmt.Errorf("pipeline %s: %s pipelines are not supported yet", pl.ID, pl.Signal)
+		}
+		if err := k.exporters(a, ctx, pl); err != nil {
+			a.shutdownExporters(ctx)
+			return err
 		}
 	}
 
@@ -104,19 +123,21 @@ func (a *Agent) Start(ctx context.Context) error {
 			a.log.Error("pipeline cannot start", "pipeline", name, "error", kerr)
 			continue
 		}
-		p, srcs, err := a.startPipeline(ctx, pl, kernel)
+		p, status, err := kinds[pl.Signal].start(a, ctx, pl, kernel)
 		if err != nil {
 			a.Failed[name] = err
 			a.log.Error("pipeline cannot start; the others go on", "pipeline", name, "error", err)
 			continue
 		}
-		a.pipelines = append(a.pipelines, p)
-		a.sources = append(a.sources, srcs...)
-		for _, s := range srcs {
-			a.log.Info("pipeline started", "pipeline", name, "source", s.Name(), "rung", s.Rung(), "interval", pl.Interval)
+		a.running = append(a.running, p)
+		for _, s := range status {
+			a.log.Info("pipeline started", "pipeline", name, "source", s.Source, "rung", s.Rung)
+			for _, n := range s.Notes {
+				a.log.Warn("rung limit", "pipeline", name, "source", s.Source, "rung", s.Rung, "note", n)
+			}
 		}
 	}
-	if len(a.pipelines) == 0 {
+	if len(a.running) == 0 {
 		a.shutdownExporters(ctx)
 		if kerr != nil {
 			return kerr
@@ -126,64 +147,17 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) exportInterval(id config.ID) time.Duration {
-	var d time.Duration
-	for _, pl := range a.cfg.Pipelines {
-		for _, e := range pl.Exporters {
-			if e == id && (d == 0 || pl.Interval < d) {
-				d = pl.Interval
-			}
-		}
-	}
-	if d == 0 {
-		d = 5 * time.Second
-	}
-	return d
-}
-
-func (a *Agent) startPipeline(ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (*pipelines.MetricsPipeline, []pipelines.MetricSource, error) {
-	p := &pipelines.MetricsPipeline{Name: pl.ID.String(), Interval: pl.Interval, Log: a.log}
-	for _, id := range pl.Processors {
-		proc, err := newProcessor(a.cfg.Processors[id])
-		if err != nil {
-			return nil, nil, err
-		}
-		p.Processors = append(p.Processors, proc)
-	}
-	for _, id := range pl.Exporters {
-		if e := a.exporters[id]; e != nil {
-			p.Exporters = append(p.Exporters, e)
-		}
-	}
-	var started []pipelines.MetricSource
-	for _, id := range pl.Sources {
-		s, err := newSource(a.cfg.Sources[id], k, a.log)
-		if err == nil {
-			err = s.Start(ctx)
-		}
-		if err != nil {
-			for _, st := range started {
-				st.Close()
-			}
-			return nil, nil, err
-		}
-		started = append(started, s)
-	}
-	p.Sources = started
-	return p, started, nil
-}
-
 // Run drives the started pipelines until ctx is done, then flushes and
 // releases everything within shutdownTimeout.
 func (a *Agent) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	var wg sync.WaitGroup
-	errs := make(chan error, len(a.pipelines))
-	for _, p := range a.pipelines {
+	errs := make(chan error, len(a.running))
+	for _, p := range a.running {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if err := p.Run(ctx); err != nil {
-				errs <- fmt.Errorf("pipeline %s: %w", p.Name, err)
+				errs <- fmt.Errorf("pipeline %s: %w", p.Name(), err)
 			}
 		}()
 	}
@@ -196,29 +170,36 @@ func (a *Agent) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	all = append(all, a.shutdownExporters(sctx))
-	all = append(all, a.closeSources())
+	for _, p := range a.running {
+		all = append(all, p.Close())
+	}
+	a.running = nil
 	return errors.Join(all...)
 }
 
 func (a *Agent) shutdownExporters(ctx context.Context) error {
 	var errs []error
-	for id, e := range a.exporters {
-		if e == nil {
-			continue
-		}
+	for key, e := range a.exporters {
 		if err := e.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("exporter %s: %w", id, err))
+			errs = append(errs, fmt.Errorf("exporter %s (%s): %w", key.id, key.signal, err))
 		}
 	}
-	a.exporters = nil
+	clear(a.exporters)
 	return errors.Join(errs...)
 }
 
-func (a *Agent) closeSources() error {
-	var errs []error
-	for _, s := range a.sources {
-		errs = append(errs, s.Close())
+// interval is the shortest interval of the pipelines that use exporter id.
+func (a *Agent) interval(id config.ID) time.Duration {
+	var d time.Duration
+	for _, pl := range a.cfg.Pipelines {
+		for _, e := range pl.Exporters {
+			if e == id && pl.Interval > 0 && (d == 0 || pl.Interval < d) {
+				d = pl.Interval
+			}
+		}
 	}
-	a.sources = nil
-	return errors.Join(errs...)
+	if d == 0 {
+		d = config.DefaultInterval
+	}
+	return d
 }

@@ -75,6 +75,8 @@ func report(cfg *config.Config, w io.Writer, log *slog.Logger) bool {
 	fmt.Fprintf(w, "\nPipelines (%s):\n", cfg.Path)
 	ok := true
 	ctx := context.Background()
+	a := New(cfg, io.Discard, log, os.Getenv)
+	kinds := signalKinds()
 	for _, pl := range cfg.Pipelines {
 		for _, id := range pl.Sources {
 			if kerr != nil {
@@ -82,22 +84,22 @@ func report(cfg *config.Config, w io.Writer, log *slog.Logger) bool {
 				ok = false
 				continue
 			}
-			s, err := newSource(cfg.Sources[id], kernel, log)
-			if err == nil {
-				err = s.Start(ctx)
+			kind, known := kinds[pl.Signal]
+			if !known {
+				fmt.Fprintf(w, "  %s  source %s: cannot run: %s pipelines are not supported yet\n", pl.ID, id, pl.Signal)
+				ok = false
+				continue
 			}
+			st, err := kind.probe(a, ctx, cfg.Sources[id], kernel)
 			if err != nil {
 				fmt.Fprintf(w, "  %s  source %s: cannot run: %s\n", pl.ID, id, oneLine(err))
 				ok = false
 				continue
 			}
-			fmt.Fprintf(w, "  %s  source %s: rung %s\n", pl.ID, id, s.Rung())
-			if n, has := s.(interface{ Notes() []string }); has {
-				for _, note := range n.Notes() {
-					fmt.Fprintf(w, "      note: %s\n", note)
-				}
+			fmt.Fprintf(w, "  %s  source %s: rung %s\n", pl.ID, id, st.Rung)
+			for _, note := range st.Notes {
+				fmt.Fprintf(w, "      note: %s\n", note)
 			}
-			s.Close()
 		}
 	}
 	if ok {

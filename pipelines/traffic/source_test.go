@@ -77,6 +77,9 @@ func child(target string) error {
 			return err
 		}
 	}
+	if target == "-" {
+		return nil
+	}
 	ua, err := net.ResolveUDPAddr("udp4", target)
 	if err != nil {
 		return err

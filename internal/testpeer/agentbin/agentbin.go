@@ -1,0 +1,133 @@
+// Package agentbin builds the sockeye binary for end-to-end tests and runs
+// it as a child process, the way a user would.
+package agentbin
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Build compiles ./agent/cmd/sockeye once per test process.
+func Build(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+		dir, err := os.MkdirTemp("", "sockeye-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "sockeye")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./agent/cmd/sockeye")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build sockeye: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// Agent is a running sockeye process.
+type Agent struct {
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// Start runs sockeye with args and extra environment, and stops it (SIGKILL)
+// at test end if the test has not.
+func Start(t testing.TB, env []string, args ...string) *Agent {
+	t.Helper()
+	a := &Agent{done: make(chan struct{})}
+	a.cmd = exec.Command(Build(t), args...)
+	a.cmd.Env = append(os.Environ(), env...)
+	a.cmd.Stdout = &a.stdout
+	a.cmd.Stderr = &a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.err = a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			a.cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			t.Logf("sockeye stderr:\n%s", a.stderr.String())
+		}
+	})
+	return a
+}
+
+// WaitLog waits until stderr contains s.
+func (a *Agent) WaitLog(t testing.TB, s string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(a.stderr.String(), s) {
+			return
+		}
+		select {
+		case <-a.done:
+			t.Fatalf("sockeye exited (%v) before logging %q:\n%s", a.err, s, a.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("sockeye did not log %q within %s:\n%s", s, timeout, a.stderr.String())
+}
+
+// Stop sends sig and waits for the exit; it returns the exit code.
+func (a *Agent) Stop(t testing.TB, sig syscall.Signal, timeout time.Duration) int {
+	t.Helper()
+	a.cmd.Process.Signal(sig)
+	select {
+	case <-a.done:
+	case <-time.After(timeout):
+		t.Fatalf("sockeye did not exit within %s of %v", timeout, sig)
+	}
+	return a.cmd.ProcessState.ExitCode()
+}
+
+func (a *Agent) Stdout() string { return a.stdout.String() }
+func (a *Agent) Stderr() string { return a.stderr.String() }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
