@@ -62,17 +62,24 @@ func NewMetrics(name string, cfg *config.OTLPExporter, res *resource.Resource, i
 	if err != nil {
 		return nil, fmt.Errorf("exporter %s: %w", name, err)
 	}
-	m := &Metrics{name: name, log: log.With("exporter", name), instruments: map[string]*instrument{}}
 	if cfg.ExportInterval > 0 {
 		interval = cfg.ExportInterval
+	}
+	return newMetrics(name, exp, res, interval, cfg.Timeout, cfg.CardinalityLimit, log)
+}
+
+func newMetrics(name string, exp sdkmetric.Exporter, res *resource.Resource, interval, timeout time.Duration, limit int, log *slog.Logger) (*Metrics, error) {
+	m := &Metrics{name: name, log: log.With("exporter", name), instruments: map[string]*instrument{}}
+	if timeout <= 0 {
+		timeout = 10 * time.Second
 	}
 	opts := []sdkmetric.Option{
 		sdkmetric.WithResource(res),
 		sdkmetric.WithReader(sdkmetric.NewPeriodicReader(&countingExporter{Exporter: exp, m: m},
-			sdkmetric.WithInterval(interval), sdkmetric.WithTimeout(cfg.Timeout))),
+			sdkmetric.WithInterval(interval), sdkmetric.WithTimeout(timeout))),
 	}
-	if cfg.CardinalityLimit > 0 {
-		opts = append(opts, sdkmetric.WithCardinalityLimit(cfg.CardinalityLimit))
+	if limit > 0 {
+		opts = append(opts, sdkmetric.WithCardinalityLimit(limit))
 	}
 	m.provider = sdkmetric.NewMeterProvider(opts...)
 	m.meter = m.provider.Meter(ScopeName)
@@ -81,6 +88,9 @@ func NewMetrics(name string, cfg *config.OTLPExporter, res *resource.Resource, i
 	}
 	return m, nil
 }
+
+// ForceFlush exports now what has been accumulated.
+func (m *Metrics) ForceFlush(ctx context.Context) error { return m.provider.ForceFlush(ctx) }
 
 func temporality(pref string) sdkmetric.TemporalitySelector {
 	if pref != "delta" {
