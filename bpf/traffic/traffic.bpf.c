@@ -104,45 +104,71 @@ static __always_inline void remember_owner(struct sock *sk)
 	bpf_map_update_elem(&owners, &k, &n, BPF_ANY);
 }
 
-static __always_inline void count(struct sk_buff *skb, bool tx)
+// count is inlined into every rung. With direct set (fentry, tp_btf) the
+// skb is a BTF-typed pointer the verifier lets us dereference: plain loads,
+// still relocated by CO-RE, cost a fraction of the probe-read helper calls
+// the other rungs (kprobe, raw tracepoint) must make.
+static __always_inline void count(struct sk_buff *skb, bool tx, const bool direct)
 {
 	struct traffic_key key = {};
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (!dev)
-		return;
+	struct net_device *dev;
+	struct sock *sk;
+	__u64 len;
+	__u16 mac, net;
 
-	key.ifindex = BPF_CORE_READ(dev, ifindex);
-	key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-	BPF_CORE_READ_STR_INTO(&key.dev, dev, name);
-
-	__u64 len = BPF_CORE_READ(skb, len);
-	if (!tx) {
-		// On receive the link-layer header has been pulled already; add
-		// it back so both directions count the frame tcpdump would show.
-		__u16 mac = BPF_CORE_READ(skb, mac_header);
-		__u16 net = BPF_CORE_READ(skb, network_header);
-		if (mac != (__u16)~0U && net > mac)
-			len += net - mac;
+	if (direct) {
+		dev = skb->dev;
+		if (!dev)
+			return;
+		key.ifindex = dev->ifindex;
+		key.netns = dev->nd_net.net->ns.inum;
+		// Two 8-byte loads instead of a string copy helper.
+		*(__u64 *)&key.dev[0] = *(__u64 *)&dev->name[0];
+		*(__u64 *)&key.dev[8] = *(__u64 *)&dev->name[8];
+		len = skb->len;
+		mac = skb->mac_header;
+		net = skb->network_header;
+		sk = skb->sk;
+	} else {
+		dev = BPF_CORE_READ(skb, dev);
+		if (!dev)
+			return;
+		key.ifindex = BPF_CORE_READ(dev, ifindex);
+		key.netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		BPF_CORE_READ_STR_INTO(&key.dev, dev, name);
+		len = BPF_CORE_READ(skb, len);
+		mac = BPF_CORE_READ(skb, mac_header);
+		net = BPF_CORE_READ(skb, network_header);
+		sk = BPF_CORE_READ(skb, sk);
 	}
 
+	// On receive the link-layer header has been pulled already; add it
+	// back so both directions count the frame tcpdump would show.
+	if (!tx && mac != (__u16)~0U && net > mac)
+		len += net - mac;
+
 	bool owned = false;
-	if (attribute_socket) {
-		struct sock *sk = BPF_CORE_READ(skb, sk);
-		if (sk) {
-			__u64 k = (__u64)sk;
-			struct owner *o = bpf_map_lookup_elem(&owners, &k);
-			if (o) {
-				key.pid = o->pid;
-				key.uid = o->uid;
-				__builtin_memcpy(key.comm, o->comm, sizeof(key.comm));
-				owned = true;
-			}
+	if (attribute_socket && sk) {
+		__u64 k = (__u64)sk;
+		struct owner *o = bpf_map_lookup_elem(&owners, &k);
+		if (o) {
+			key.pid = o->pid;
+			key.uid = o->uid;
+			__builtin_memcpy(key.comm, o->comm, sizeof(key.comm));
+			owned = true;
 		}
 	}
 	if (!owned) {
 		key.pid = bpf_get_current_pid_tgid() >> 32;
 		key.uid = (__u32)bpf_get_current_uid_gid();
-		bpf_get_current_comm(key.comm, sizeof(key.comm));
+		if (direct && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+			// 5.11+: read comm straight from the task, no helper copy.
+			struct task_struct *task = bpf_get_current_task_btf();
+			*(__u64 *)&key.comm[0] = *(__u64 *)&task->comm[0];
+			*(__u64 *)&key.comm[8] = *(__u64 *)&task->comm[8];
+		} else {
+			bpf_get_current_comm(key.comm, sizeof(key.comm));
+		}
 	}
 
 	struct traffic_value *v = bpf_map_lookup_elem(&traffic, &key);
@@ -177,7 +203,7 @@ static __always_inline void count(struct sk_buff *skb, bool tx)
 SEC("fentry/__dev_queue_xmit")
 int BPF_PROG(fentry_xmit, struct sk_buff *skb)
 {
-	count(skb, true);
+	count(skb, true, true);
 	return 0;
 }
 
@@ -187,14 +213,14 @@ int BPF_PROG(fentry_recv_pp, struct sk_buff **pskb)
 	struct sk_buff *skb = NULL;
 	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
 	if (skb)
-		count(skb, false);
+		count(skb, false, false); // read through a pointer: not BTF-typed
 	return 0;
 }
 
 SEC("fentry/__netif_receive_skb_core")
 int BPF_PROG(fentry_recv_p, struct sk_buff *skb)
 {
-	count(skb, false);
+	count(skb, false, true);
 	return 0;
 }
 
@@ -217,7 +243,7 @@ int BPF_PROG(fentry_recvmsg, struct socket *sock)
 SEC("kprobe/__dev_queue_xmit")
 int BPF_KPROBE(kprobe_xmit, struct sk_buff *skb)
 {
-	count(skb, true);
+	count(skb, true, false);
 	return 0;
 }
 
@@ -227,14 +253,14 @@ int BPF_KPROBE(kprobe_recv_pp, struct sk_buff **pskb)
 	struct sk_buff *skb = NULL;
 	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
 	if (skb)
-		count(skb, false);
+		count(skb, false, false);
 	return 0;
 }
 
 SEC("kprobe/__netif_receive_skb_core")
 int BPF_KPROBE(kprobe_recv_p, struct sk_buff *skb)
 {
-	count(skb, false);
+	count(skb, false, false);
 	return 0;
 }
 
@@ -257,14 +283,14 @@ int BPF_KPROBE(kprobe_recvmsg, struct socket *sock)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tp_btf_xmit, struct sk_buff *skb)
 {
-	count(skb, true);
+	count(skb, true, true);
 	return 0;
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_btf_recv, struct sk_buff *skb)
 {
-	count(skb, false);
+	count(skb, false, true);
 	return 0;
 }
 
@@ -289,14 +315,14 @@ int BPF_PROG(tp_btf_recv_length, struct sock *sk)
 SEC("raw_tracepoint/net_dev_start_xmit")
 int raw_tp_xmit(struct bpf_raw_tracepoint_args *ctx)
 {
-	count((struct sk_buff *)ctx->args[0], true);
+	count((struct sk_buff *)ctx->args[0], true, false);
 	return 0;
 }
 
 SEC("raw_tracepoint/netif_receive_skb")
 int raw_tp_recv(struct bpf_raw_tracepoint_args *ctx)
 {
-	count((struct sk_buff *)ctx->args[0], false);
+	count((struct sk_buff *)ctx->args[0], false, false);
 	return 0;
 }
 
