@@ -4,7 +4,7 @@ BIN     := bin/sockeye
 CLANG   ?= clang-14
 STRIP   ?= llvm-strip-14
 
-.PHONY: build run test test-unit test-kernels generate check-generated bench vet clean
+.PHONY: build run test test-unit test-kernels test-deploy generate check-generated bench vet clean
 
 build:
 	$(GO) build -o $(BIN) ./agent/cmd/sockeye
@@ -19,6 +19,7 @@ run: build
 test:
 	tools/install-deps.sh test
 	tools/otelcol/build.sh
+	tools/jaeger/build.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -28,6 +29,11 @@ test-unit:
 # The BPF suites on Linux 5.10, 6.1 and 6.12 under QEMU, and on this host.
 test-kernels:
 	test/kernels/run.sh --write-docs
+
+# Checks the Dockerfile, docker-compose.yml, deploy/ and the Kubernetes
+# manifests without a Docker engine or a cluster (see docs/deploy.md).
+test-deploy:
+	deploy/validate.sh
 
 # Rebuilds the BPF objects and their Go bindings from bpf/**/*.bpf.c.
 generate:

@@ -71,6 +71,9 @@ type signalKind struct {
 func signalKinds() map[config.Signal]signalKind {
 	return map[config.Signal]signalKind{
 		config.SignalMetrics: {exporters: metricsExporters, start: startMetrics, probe: probeMetricSource},
+		config.SignalLogs:    {exporters: logsExporters, start: startLogs, probe: probeLogSource},
+		config.SignalPackets: {exporters: packetsExporters, start: startPackets, probe: probePacketSource},
+		config.SignalTraces:  {exporters: tracesExporters, start: startTraces, probe: probeTraceSource},
 	}
 }
 

@@ -19,6 +19,15 @@ Usage:
   sockeye top [--interval D]                   live per-process traffic (nettop) on the console
   sockeye check [--config FILE] [--btf FILE]   what this kernel allows, and which hook each pipeline would use
   sockeye validate --config FILE               check a config file and exit
+  sockeye capture [-i IFACE] [-w FILE|-] [-s SNAPLEN] [-c COUNT] [-C MB] [-W FILES] [-G SECONDS]
+                  [-B KiB] [--udp] [--hook RUNG] [FILTER]
+                                               received TCP segments as tcpdumplike rows, or pcapng (-w);
+                                               options as in tcpdump; FILTER: tcp, udp, ip, ip6,
+                                               [src|dst] host ADDR, [src|dst] port N, joined by "and"
+  sockeye trace [--pid PID] [--comm NAME] [--uid UID] [--hook RUNG]
+                                               socket calls of the selected threads as call trees
+                                               (socket-trace) on the console, and as OTLP traces when
+                                               OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set
   sockeye --version | --help
 
 Without --config, sockeye runs its embedded default: the per-process traffic
@@ -73,6 +82,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args, env, stdout, stderr)
 	case "validate":
 		return cmdValidate(args, env, stdout, stderr)
+	case "capture":
+		return cmdCapture(args, stdout, stderr)
+	case "trace":
+		return cmdTrace(args, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -80,7 +93,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "sockeye: unknown command %q (want run, top, check, validate, version)\n", cmd)
+		fmt.Fprintf(stderr, "sockeye: unknown command %q (want run, top, check, validate, capture, trace, version)\n", cmd)
 		return exitUsage
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/sockeye/sockeye/config"
 	"github.com/sockeye/sockeye/exporters/otlp"
 	"github.com/sockeye/sockeye/pipelines"
+	"github.com/sockeye/sockeye/pipelines/drops"
 	"github.com/sockeye/sockeye/pipelines/processors"
 	"github.com/sockeye/sockeye/pipelines/traffic"
 )
@@ -19,6 +20,8 @@ func newMetricSource(a *Agent, src *config.Source, k *hooks.Kernel) (pipelines.M
 	switch {
 	case src.Traffic != nil:
 		return traffic.New(src.ID.String(), *src.Traffic, k, a.log), nil
+	case src.Drops != nil:
+		return drops.New(src.ID.String(), *src.Drops, k, a.log), nil
 	}
 	return nil, fmt.Errorf("source %s: no metrics source of type %q", src.ID, src.ID.Type)
 }

@@ -26,6 +26,15 @@ const (
 	AttrProcessName   = "process.executable.name"
 	AttrProcessUID    = "process.user.id"
 	AttrInterfaceName = "network.interface.name"
+	AttrDropLocation  = "sockeye.drop.location"
+	AttrDropReason    = "sockeye.drop.reason"
+	AttrNetworkType   = "network.type"
+	AttrTransport     = "network.transport"
+	AttrThreadID      = "thread.id"
+	AttrServerAddress = "server.address"
+	AttrServerPort    = "server.port"
+	AttrClientAddress = "client.address"
+	AttrClientPort    = "client.port"
 )
 
 // sourceKinds is a function rather than a variable so the table cannot be
@@ -38,13 +47,38 @@ func sourceKinds() map[string]kind[Source] {
 			keys:       []string{"attribution", "max_entries", "hook"},
 			decode:     func(d *decoder, f fields, s *Source) { s.Traffic = d.traffic(f) },
 		},
+		"drops": {
+			signals:    []Signal{SignalMetrics},
+			attributes: []string{AttrDropLocation, AttrDropReason, AttrNetworkType, AttrTransport, AttrInterfaceName},
+			keys:       []string{"hook", "max_entries", "interface", "console_reason", "console_offset"},
+			decode:     func(d *decoder, f fields, s *Source) { s.Drops = d.drops(f) },
+		},
+		"accepts": {
+			signals: []Signal{SignalLogs},
+			attributes: []string{AttrProcessPID, AttrThreadID, AttrProcessName, AttrProcessUID, AttrTransport,
+				AttrNetworkType, AttrServerAddress, AttrServerPort, AttrClientAddress, AttrClientPort},
+			keys:   []string{"hook", "ring_size", "connect"},
+			decode: func(d *decoder, f fields, s *Source) { s.Accepts = d.accepts(f) },
+		},
+		"socket_calls": {
+			signals: []Signal{SignalTraces},
+			attributes: []string{AttrProcessPID, AttrThreadID, AttrProcessName, AttrProcessUID, AttrTransport,
+				AttrNetworkType, "thread.name", "code.function.name"},
+			keys:   socketCallsKeys(),
+			decode: func(d *decoder, f fields, s *Source) { s.SocketCalls = d.socketCalls(f) },
+		},
+		"tcp_receive": {
+			signals: []Signal{SignalPackets},
+			keys:    []string{"hook", "snaplen", "udp", "interface", "filter", "buffer_size", "attribution"},
+			decode:  func(d *decoder, f fields, s *Source) { s.TCPReceive = d.tcpReceive(f) },
+		},
 	}
 }
 
 func processorKinds() map[string]kind[Processor] {
 	return map[string]kind[Processor]{
 		"filter": {
-			signals: []Signal{SignalMetrics},
+			signals: []Signal{SignalMetrics, SignalLogs},
 			keys:    []string{"include", "exclude"},
 			decode:  func(d *decoder, f fields, p *Processor) { p.Filter = d.filter(f) },
 		},
@@ -65,8 +99,15 @@ func exporterKinds() map[string]kind[Exporter] {
 		"otlp": {
 			signals: []Signal{SignalMetrics, SignalLogs, SignalTraces},
 			keys: []string{"enabled", "endpoint", "protocol", "insecure", "headers", "tls",
-				"compression", "timeout", "temporality", "cardinality_limit", "export_interval"},
-			decode: func(d *decoder, f fields, e *Exporter) { e.OTLP = d.otlp(f) },
+				"compression", "timeout", "temporality", "cardinality_limit", "export_interval", "queue_size"},
+			decode: func(d *decoder, f fields, e *Exporter) {
+				e.OTLP, e.OTLPLogs, e.OTLPTraces = d.otlp(f), d.otlpLogs(f), d.otlpTraces(f)
+			},
+		},
+		"pcapng": {
+			signals: []Signal{SignalPackets},
+			keys:    []string{"path", "rotation", "flush", "flush_interval"},
+			decode:  func(d *decoder, f fields, e *Exporter) { e.Pcapng = d.pcapng(f) },
 		},
 	}
 }

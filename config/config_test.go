@@ -93,12 +93,22 @@ func TestDefault(t *testing.T) {
 	if otlp.Enabled {
 		t.Error("otlp enabled without an endpoint")
 	}
-	if len(cfg.Pipelines) != 1 {
+	if len(cfg.Pipelines) != 3 {
 		t.Fatalf("pipelines = %d", len(cfg.Pipelines))
+	}
+	if p := cfg.Pipelines[2]; p.ID.String() != "metrics/drops" || !reflect.DeepEqual(p.Sources, []ID{{Type: "drops"}}) ||
+		!reflect.DeepEqual(p.Exporters, []ID{{Type: "console"}, {Type: "otlp"}}) || p.Interval != 5*time.Second {
+		t.Errorf("pipeline 3 = %+v", p)
+	}
+	if d := cfg.Sources[ID{Type: "drops"}]; d == nil || *d.Drops != (DropsSource{MaxEntries: 4096, Hook: HookAuto}) {
+		t.Errorf("drops source = %+v", d)
+	}
+	if p := cfg.Pipelines[1]; p.ID.String() != "logs/accepts" || !reflect.DeepEqual(p.Exporters, []ID{{Type: "console"}, {Type: "otlp"}}) {
+		t.Errorf("pipeline 2 = %+v", p)
 	}
 	p := cfg.Pipelines[0]
 	want := &Pipeline{
-		ID: ID{Type: "metrics", Name: "traffic"}, Pos: Pos{File: DefaultPath, Line: 12}, Signal: SignalMetrics,
+		ID: ID{Type: "metrics", Name: "traffic"}, Pos: Pos{File: DefaultPath, Line: 15}, Signal: SignalMetrics,
 		Sources: []ID{{Type: "traffic"}}, Exporters: []ID{{Type: "console"}, {Type: "otlp"}}, Interval: 5 * time.Second,
 	}
 	if !reflect.DeepEqual(p, want) {
@@ -626,6 +636,35 @@ pipelines: {metrics: {sources: [traffic], exporters: [console]}}
 exporters: {console: }
 pipelines: {metrics: {sources: [traffic], exporters: [console]}}
 `, nil, 3, `2000000 is out of range 1-1048576`, 0},
+		{"capture filter token", `sources:
+  tcp_receive:
+    filter: tcp port 80 or port 443
+exporters: {console: }
+pipelines: {packets: {sources: [tcp_receive], exporters: [console]}}
+`, nil, 3, `sources.tcp_receive.filter: filter: unsupported token "or"`, 0},
+		{"pcapng without path", `sources: {tcp_receive: }
+exporters:
+  pcapng:
+    flush: packet
+pipelines: {packets: {sources: [tcp_receive], exporters: [pcapng]}}
+`, nil, 3, `exporters.pcapng.path: missing`, 0},
+		{"pcapng rotation count alone", `sources: {tcp_receive: }
+exporters:
+  pcapng:
+    path: /tmp/x.pcapng
+    rotation: {count: 3}
+pipelines: {packets: {sources: [tcp_receive], exporters: [pcapng]}}
+`, nil, 5, `count needs size_mb or interval`, 0},
+		{"tcp_receive in a metrics pipeline", `sources: {tcp_receive: }
+exporters: {console: }
+pipelines: {metrics: {sources: [tcp_receive], exporters: [console]}}
+`, nil, 3, `source "tcp_receive" emits packets, not metrics`, 0},
+		{"tcp_receive snaplen 0", `sources:
+  tcp_receive:
+    snaplen: 0
+exporters: {console: }
+pipelines: {packets: {sources: [tcp_receive], exporters: [console]}}
+`, nil, 3, `sources.tcp_receive.snaplen: must be positive`, 0},
 		{"max_entries not a number", `sources:
   traffic:
     max_entries: lots
@@ -868,7 +907,7 @@ exporters:
 	want := `sockeye.yaml:7: sources.traffic.hook: invalid hook "nope" for a traffic source (want auto, fentry, kprobe, tp_btf, raw_tracepoint)
 sockeye.yaml:10: exporters.otlp/ship.timeout: invalid duration "5x" (want e.g. 10s, 1m)
 sockeye.yaml:11: exporters.otlp/ship.endpoint: invalid endpoint "host:99999": port 99999 is out of range 1-65535
-sockeye.yaml:12: exporters.consle: unknown exporter type "consle" (did you mean "console"? known: console, otlp)`
+sockeye.yaml:12: exporters.consle: unknown exporter type "consle" (did you mean "console"? known: console, otlp, pcapng)`
 	if got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
@@ -964,5 +1003,106 @@ pipelines: {metrics: {sources: &s [traffic], exporters: [otlp/a, otlp/b]}}
 	}
 	if _, err := Parse([]byte("sources: &x [*x]\n"), "a.yaml", nil); err == nil {
 		t.Error("recursive alias accepted")
+	}
+}
+
+func TestDropsSource(t *testing.T) {
+	cfg, err := Parse([]byte(`sources:
+  drops:
+    hook: tracepoint
+    max_entries: 512
+    interface: true
+    console_reason: true
+    console_offset: true
+  drops/quiet:
+processors:
+  filter/veth:
+    include:
+      devices: [veth0]
+  attributes/where:
+    keep: [sockeye.drop.location, sockeye.drop.reason, network.transport, network.type]
+exporters:
+  console:
+pipelines:
+  metrics/drops:
+    sources: [drops, drops/quiet]
+    processors: [filter/veth, attributes/where]
+    exporters: [console]
+`), "sockeye.yaml", envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DropsSource{Hook: HookTracepoint, MaxEntries: 512, Interface: true, ConsoleReason: true, ConsoleOffset: true}
+	if got := *cfg.Sources[ID{Type: "drops"}].Drops; got != want {
+		t.Errorf("drops = %+v, want %+v", got, want)
+	}
+	if got := *cfg.Sources[ID{Type: "drops", Name: "quiet"}].Drops; got != (DropsSource{Hook: HookAuto, MaxEntries: DefaultDropsMaxEntries}) {
+		t.Errorf("drops/quiet = %+v", got)
+	}
+	if got := SourceAttributes("drops"); !reflect.DeepEqual(got, []string{"sockeye.drop.location", "sockeye.drop.reason",
+		"network.type", "network.transport", "network.interface.name"}) {
+		t.Errorf("drops attributes = %v", got)
+	}
+
+	invalid := []struct {
+		name, doc string
+		line      int
+		msg       string
+	}{
+		{"fentry hook", `sources:
+  drops:
+    hook: fentry
+`, 3, `sources.drops.hook: invalid hook "fentry" for a drops source (want auto, tp_btf, raw_tracepoint, tracepoint)`},
+		{"max_entries 0", `sources:
+  drops:
+    max_entries: 0
+`, 3, `sources.drops.max_entries: must be positive`},
+		{"max_entries too large", `sources:
+  drops:
+    max_entries: 0x200000
+`, 3, `out of range 1-1048576`},
+		{"interface not a boolean", `sources:
+  drops:
+    interface: yes please
+`, 3, `sources.drops.interface: want true or false, got "yes please"`},
+		{"console_reason not a boolean", `sources:
+  drops:
+    console_reason: 1
+`, 3, `sources.drops.console_reason: want true or false, got "1"`},
+		{"misspelt key", `sources:
+  drops:
+    console_offest: true
+`, 3, `sources.drops.console_offest: unknown key (did you mean "console_offset"?`},
+		{"traffic key on drops", `sources:
+  drops:
+    attribution: socket
+`, 3, `sources.drops.attribution: unknown key`},
+		{"unknown drops attribute", `sources:
+  drops:
+processors:
+  attributes:
+    drop: [sockeye.drop.function]
+`, 5, `processors.attributes.drop[0]: unknown attribute "sockeye.drop.function"`},
+	}
+	for _, tt := range invalid {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := tt.doc + "exporters: {console: }\npipelines: {metrics: {sources: [drops], exporters: [console]}}\n"
+			_, err := Parse([]byte(doc), "sockeye.yaml", envMap(nil))
+			errs := Errors(err)
+			if len(errs) != 1 {
+				t.Fatalf("want 1 error, got %d: %v", len(errs), err)
+			}
+			if !strings.Contains(errs[0].Error(), tt.msg) || errs[0].Line != tt.line {
+				t.Errorf("got %v (line %d), want %q at line %d", errs[0], errs[0].Line, tt.msg, tt.line)
+			}
+		})
+	}
+	_, err = Parse([]byte(`sources: {drops: }
+exporters: {console: }
+pipelines:
+  logs: {sources: [drops], exporters: [console]}
+`), "sockeye.yaml", envMap(nil))
+	if err == nil || !strings.Contains(err.Error(), `source "drops" emits metrics, not logs`) {
+		t.Errorf("drops in a logs pipeline: %v", err)
 	}
 }

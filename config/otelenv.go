@@ -13,25 +13,38 @@ import (
 const (
 	envOTLP        = "OTEL_EXPORTER_OTLP_"
 	envOTLPMetrics = "OTEL_EXPORTER_OTLP_METRICS_"
+	envOTLPLogs    = "OTEL_EXPORTER_OTLP_LOGS_"
+	envOTLPTraces  = "OTEL_EXPORTER_OTLP_TRACES_"
 
 	envEndpoint              = envOTLP + "ENDPOINT"
 	envTemporalityPreference = envOTLPMetrics + "TEMPORALITY_PREFERENCE"
 	envMetricExportInterval  = "OTEL_METRIC_EXPORT_INTERVAL"
+	envLogQueueSize          = "OTEL_BLRP_MAX_QUEUE_SIZE"
 )
 
 // otelEnv reads the OTEL_* variables on behalf of one otlp exporter. Its
 // problems are kept aside: they are reported only when the exporter ends
 // up enabled, since a disabled exporter never uses them.
 type otelEnv struct {
-	get  func(string) string
-	errs []string
+	get func(string) string
+	// specific is the prefix of the signal's own variables
+	// (OTEL_EXPORTER_OTLP_METRICS_ when empty).
+	specific string
+	errs     []string
 }
 
-// lookup returns the first set variable of OTEL_EXPORTER_OTLP_METRICS_<suffix>
-// and OTEL_EXPORTER_OTLP_<suffix>. An empty variable counts as unset, as
-// the specification asks.
+func (e *otelEnv) signalPrefix() string {
+	if e.specific == "" {
+		return envOTLPMetrics
+	}
+	return e.specific
+}
+
+// lookup returns the first set variable of the signal's own
+// (OTEL_EXPORTER_OTLP_METRICS_<suffix>, ...) and OTEL_EXPORTER_OTLP_<suffix>.
+// An empty variable counts as unset, as the specification asks.
 func (e *otelEnv) lookup(suffix string) (name, value string, ok bool) {
-	for _, name := range []string{envOTLPMetrics + suffix, envOTLP + suffix} {
+	for _, name := range []string{e.signalPrefix() + suffix, envOTLP + suffix} {
 		if v := strings.TrimSpace(e.get(name)); v != "" {
 			return name, v, true
 		}
@@ -109,9 +122,23 @@ func (e *otelEnv) millis(name string) (time.Duration, bool) {
 	return time.Duration(n) * time.Millisecond, true
 }
 
+// positive reads an integer from 1 to max from the variable name.
+func (e *otelEnv) positive(name string, max int64) (int64, bool) {
+	v := strings.TrimSpace(e.get(name))
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 || n > max {
+		e.invalid(name, v, "want an integer from 1 to %d", max)
+		return 0, false
+	}
+	return n, true
+}
+
 func (e *otelEnv) timeout() (time.Duration, bool) {
-	if v := strings.TrimSpace(e.get(envOTLPMetrics + "TIMEOUT")); v != "" {
-		return e.millis(envOTLPMetrics + "TIMEOUT")
+	if v := strings.TrimSpace(e.get(e.signalPrefix() + "TIMEOUT")); v != "" {
+		return e.millis(e.signalPrefix() + "TIMEOUT")
 	}
 	return e.millis(envOTLP + "TIMEOUT")
 }

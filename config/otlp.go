@@ -25,18 +25,70 @@ const (
 	defaultGRPCEndpoint = "localhost:4317"
 	defaultHTTPEndpoint = "localhost:4318"
 	httpMetricsPath     = "/v1/metrics"
+	httpLogsPath        = "/v1/logs"
+	httpTracesPath      = "/v1/traces"
+
+	// DefaultLogQueueSize is the log SDK's default batch queue.
+	DefaultLogQueueSize = 2048
+	MaxLogQueueSize     = 1 << 20
 )
 
-// otlp decodes an otlp exporter and fills what the file leaves out from
-// the OTEL_* environment, then from the defaults.
+// otlp decodes an otlp exporter for metrics and fills what the file leaves
+// out from the OTEL_* environment, then from the defaults.
 func (d *decoder) otlp(f fields) *OTLPExporter {
+	o, envErrs := d.otlpSignal(f, envOTLPMetrics, httpMetricsPath)
+	if o.Enabled {
+		d.reportEnv(f, envErrs)
+	}
+	return o
+}
+
+// otlpLogs decodes the same exporter for logs, with the logs variables.
+// otlp has checked the file's values already, so they are decoded again
+// quietly and only the environment's problems are reported.
+func (d *decoder) otlpLogs(f fields) *OTLPExporter {
+	quiet := &decoder{file: d.file, env: d.env, reported: map[string]bool{}}
+	o, envErrs := quiet.otlpSignal(f, envOTLPLogs, httpLogsPath)
+	if o.Enabled {
+		d.reportEnv(f, envErrs)
+	}
+	return o
+}
+
+// otlpTraces decodes the same exporter for traces, with the traces
+// variables, quietly for the file's values as otlpLogs does.
+func (d *decoder) otlpTraces(f fields) *OTLPExporter {
+	quiet := &decoder{file: d.file, env: d.env, reported: map[string]bool{}}
+	o, envErrs := quiet.otlpSignal(f, envOTLPTraces, httpTracesPath)
+	if o.Enabled {
+		d.reportEnv(f, envErrs)
+	}
+	return o
+}
+
+// reportEnv reports the environment's problems of an enabled exporter,
+// each once however many exporters share the variable.
+func (d *decoder) reportEnv(f fields, msgs []string) {
+	for _, msg := range msgs {
+		if !d.reported[msg] {
+			d.reported[msg] = true
+			d.errorf(f.line, f.path, "%s", msg)
+		}
+	}
+}
+
+// otlpSignal decodes an otlp exporter for the signal whose variables start
+// with specific (e.g. OTEL_EXPORTER_OTLP_METRICS_) and whose HTTP path is
+// signalPath. It returns the environment's problems for the caller to
+// report when the exporter is enabled.
+func (d *decoder) otlpSignal(f fields, specific, signalPath string) (*OTLPExporter, []string) {
 	o := &OTLPExporter{
 		Protocol:    ProtocolGRPC,
 		Compression: CompressionNone,
 		Timeout:     DefaultOTLPTimeout,
 		Temporality: TemporalityCumulative,
 	}
-	env := &otelEnv{get: d.env}
+	env := &otelEnv{get: d.env, specific: specific}
 	path := func(key string) string { return join(f.path, key) }
 
 	enabled := "true"
@@ -106,7 +158,7 @@ func (d *decoder) otlp(f fields) *OTLPExporter {
 		// The generic variable is a base URL: the specification has the
 		// exporter append the signal's path to it.
 		if name == envEndpoint && o.Protocol == ProtocolHTTPProtobuf && e.scheme != "" {
-			o.Endpoint = strings.TrimSuffix(v, "/") + httpMetricsPath
+			o.Endpoint = strings.TrimSuffix(v, "/") + signalPath
 		}
 	})
 	endpointDefaulted := o.Endpoint == ""
@@ -200,15 +252,18 @@ func (d *decoder) otlp(f fields) *OTLPExporter {
 		}
 	})
 
-	if o.Enabled {
-		for _, msg := range env.errs {
-			if !d.reported[msg] {
-				d.reported[msg] = true
-				d.errorf(f.line, f.path, "%s", msg)
-			}
+	fileOr(func() bool {
+		v, ok := d.integer(f.get("queue_size"), path("queue_size"), 1, MaxLogQueueSize)
+		if ok {
+			o.LogQueueSize = int(v)
 		}
-	}
-	return o
+		return ok
+	}, func() {
+		if v, ok := env.positive(envLogQueueSize, MaxLogQueueSize); ok {
+			o.LogQueueSize = int(v)
+		}
+	})
+	return o, env.errs
 }
 
 // tls fills o.TLS from the file's tls mapping, then from the environment,

@@ -43,6 +43,79 @@ func (d *decoder) traffic(f fields) *TrafficSource {
 	return t
 }
 
+// Drops source limits: keys are per interval (the map is drained), so the
+// default is small; the cap bounds the preallocated map's memory.
+const (
+	DefaultDropsMaxEntries = 4096
+	MaxDropsMaxEntries     = 1 << 20
+)
+
+// dropsHooks are the tracepoint family: kfree_skb is a tracepoint.
+func dropsHooks() []string {
+	return []string{HookAuto, HookTpBTF, HookRawTracepoint, HookTracepoint}
+}
+
+func (d *decoder) drops(f fields) *DropsSource {
+	s := &DropsSource{MaxEntries: DefaultDropsMaxEntries, Hook: HookAuto}
+	if v, ok := d.integer(f.get("max_entries"), join(f.path, "max_entries"), 1, MaxDropsMaxEntries); ok {
+		s.MaxEntries = uint32(v)
+	}
+	if v, ok := d.str(f.get("hook"), join(f.path, "hook")); ok {
+		if hooks := dropsHooks(); slices.Contains(hooks, v) {
+			s.Hook = v
+		} else {
+			d.errorf(f.get("hook").Line, join(f.path, "hook"),
+				"invalid hook %q for a drops source (want %s)", v, strings.Join(hooks, ", "))
+		}
+	}
+	if v, ok := d.boolean(f.get("interface"), join(f.path, "interface")); ok {
+		s.Interface = v
+	}
+	if v, ok := d.boolean(f.get("console_reason"), join(f.path, "console_reason")); ok {
+		s.ConsoleReason = v
+	}
+	if v, ok := d.boolean(f.get("console_offset"), join(f.path, "console_offset")); ok {
+		s.ConsoleOffset = v
+	}
+	return s
+}
+
+// Accepts ring buffer sizes, in bytes: the kernel wants a power of two and
+// a multiple of the page size; the cap bounds its locked memory.
+const (
+	DefaultAcceptsRingSize = 1 << 20
+	MinAcceptsRingSize     = 4 << 10
+	MaxAcceptsRingSize     = 256 << 20
+)
+
+func acceptsHooks() []string {
+	return []string{HookAuto, HookFentry, HookKprobe, HookTpBTF, HookRawTracepoint, HookTracepoint}
+}
+
+func (d *decoder) accepts(f fields) *AcceptsSource {
+	s := &AcceptsSource{Hook: HookAuto, RingSize: DefaultAcceptsRingSize}
+	key := join(f.path, "ring_size")
+	if v, ok := d.integer(f.get("ring_size"), key, MinAcceptsRingSize, MaxAcceptsRingSize); ok {
+		if v&(v-1) != 0 {
+			d.errorf(f.get("ring_size").Line, key, "%d is not a power of two (e.g. 65536, 262144, 1048576)", v)
+		} else {
+			s.RingSize = uint32(v)
+		}
+	}
+	if v, ok := d.str(f.get("hook"), join(f.path, "hook")); ok {
+		if hooks := acceptsHooks(); slices.Contains(hooks, v) {
+			s.Hook = v
+		} else {
+			d.errorf(f.get("hook").Line, join(f.path, "hook"),
+				"invalid hook %q for an accepts source (want %s)", v, strings.Join(hooks, ", "))
+		}
+	}
+	if v, ok := d.boolean(f.get("connect"), join(f.path, "connect")); ok {
+		s.Connect = v
+	}
+	return s
+}
+
 func (d *decoder) filter(f fields) *FilterProcessor {
 	p := &FilterProcessor{
 		Include: d.match(f, "include"),

@@ -75,6 +75,12 @@ type Source struct {
 	ID      ID
 	Pos     Pos
 	Traffic *TrafficSource
+	Drops   *DropsSource
+	Accepts *AcceptsSource
+	// TCPReceive is the tcpdumplike job (packets; see packets.go).
+	TCPReceive *TCPReceiveSource
+	// SocketCalls is the socket-trace job (traces; see socketcalls.go).
+	SocketCalls *SocketCallsSource
 }
 
 // TrafficSource is the nettop job: per-process packets and bytes per device.
@@ -85,6 +91,33 @@ type TrafficSource struct {
 	MaxEntries uint32
 	// Hook pins the hook rung (HookAuto by default).
 	Hook string
+}
+
+// DropsSource is the dropwatch job: packets the kernel frees as dropped,
+// per code location, reason and protocol.
+type DropsSource struct {
+	// Hook pins the hook rung (HookAuto by default): tp_btf,
+	// raw_tracepoint or tracepoint.
+	Hook string
+	// MaxEntries bounds the kernel map of keys counted per interval. Default 4096.
+	MaxEntries uint32
+	// Interface adds the device the packet was on (network.interface.name).
+	Interface bool
+	// ConsoleReason adds the reason to each console line.
+	ConsoleReason bool
+	// ConsoleOffset shows console locations as function+0xoff.
+	ConsoleOffset bool
+}
+
+// AcceptsSource is the tcp_connections job: one log record per accepted
+// TCP connection.
+type AcceptsSource struct {
+	// Hook pins the hook rung (HookAuto by default).
+	Hook string
+	// RingSize is the kernel ring buffer's size in bytes, a power of two.
+	RingSize uint32
+	// Connect also reports outbound connections.
+	Connect bool
 }
 
 type Processor struct {
@@ -121,6 +154,14 @@ type Exporter struct {
 	Pos     Pos
 	Console *ConsoleExporter
 	OTLP    *OTLPExporter
+	// OTLPLogs is the same otlp exporter resolved for logs: the file's
+	// values, then OTEL_EXPORTER_OTLP_LOGS_* and the generic variables.
+	OTLPLogs *OTLPExporter
+	// OTLPTraces is the same otlp exporter resolved for traces, with
+	// OTEL_EXPORTER_OTLP_TRACES_* and the generic variables.
+	OTLPTraces *OTLPExporter
+	// Pcapng writes packets to pcapng files (see packets.go).
+	Pcapng *PcapngExporter
 }
 
 type ConsoleExporter struct{}
@@ -145,6 +186,9 @@ type OTLPExporter struct {
 	// ExportInterval is how often the SDK exports (OTEL_METRIC_EXPORT_INTERVAL);
 	// 0 means the pipeline interval.
 	ExportInterval time.Duration
+	// LogQueueSize bounds the log SDK's batch queue (OTEL_BLRP_MAX_QUEUE_SIZE);
+	// 0 means DefaultLogQueueSize.
+	LogQueueSize int
 }
 
 type TLS struct {

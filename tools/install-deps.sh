@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sockeye's tests and tools use, only those
-# missing. Usage: tools/install-deps.sh [build|test|kernels|bench]...
+# missing. Usage: tools/install-deps.sh [build|test|kernels|bench|deploy]...
 set -euo pipefail
 
 declare -A pkgs=(
@@ -8,11 +8,13 @@ declare -A pkgs=(
 	[test]="iproute2 nftables iptables tshark tcpdump bpftool"
 	[kernels]="qemu-system-x86 busybox-static cpio xz-utils"
 	[bench]="iperf3 bpftrace bpftool jq"
+	# docker-compose checks the compose file without an engine; prometheus brings promtool.
+	[deploy]="docker-compose prometheus"
 )
 
 want=()
 for group in "${@:-test}"; do
-	for p in ${pkgs[$group]:?unknown group $group (want build, test, kernels, bench)}; do
+	for p in ${pkgs[$group]:?unknown group $group (want build, test, kernels, bench, deploy)}; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
 	done
 done

@@ -23,6 +23,8 @@ type Stats struct {
 	MapFull uint64
 	// UpdateErrors counts other failures to insert a key.
 	UpdateErrors uint64
+	// LastErrno is the errno of the most recent failed insert, 0 if none.
+	LastErrno uint64
 }
 
 // Read calls fn for every key with its totals and returns how many keys the
@@ -83,6 +85,14 @@ func (p *Probe) Stats() (Stats, error) {
 	}
 	if s.UpdateErrors, err = read(1); err != nil {
 		return s, fmt.Errorf("read traffic stats: %w", err)
+	}
+	// Per-CPU slots: any non-zero one is a recent error; report the largest.
+	var vals []uint64
+	if err := p.stats.Lookup(uint32(2), &vals); err != nil {
+		return s, fmt.Errorf("read traffic stats: %w", err)
+	}
+	for _, v := range vals {
+		s.LastErrno = max(s.LastErrno, v)
 	}
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -95,24 +96,22 @@ func planFor(rung string, opts Options) (*plan, error) {
 		if xmit == "" {
 			return nil, fmt.Errorf("dev_queue_xmit: %w", hooks.ErrMissing)
 		}
-		const recvFn = "__netif_receive_skb_core"
-		if !k.HasFunc(recvFn) {
-			return nil, fmt.Errorf("%s: %w", recvFn, hooks.ErrMissing)
-		}
-		pp, err := k.FirstParamIsDoublePointer(recvFn)
-		if err != nil {
-			return nil, err
+		if !k.HasTracepoint("netif_receive_skb") {
+			return nil, fmt.Errorf("tracepoint netif_receive_skb: %w", hooks.ErrMissing)
 		}
 		prefix := "fentry_"
+		// The receive side stays on the netif_receive_skb tracepoint: the
+		// function it sits in, __netif_receive_skb_core, is inlined on
+		// common distribution kernels (Debian 6.1, 6.12) and takes a
+		// struct sk_buff ** that fentry cannot read before 5.15.
+		recv := "tp_btf_recv"
 		if rung == hooks.Kprobe {
 			prefix = "kprobe_"
+			recv = "raw_tp_recv"
 		}
-		recv := prefix + "recv_p"
-		if pp {
-			recv = prefix + "recv_pp"
-		}
-		targets := map[string]string{prefix + "xmit": xmit, recv: recvFn}
+		targets := map[string]string{prefix + "xmit": xmit, recv: "netif_receive_skb"}
 		p.progs = []string{prefix + "xmit", recv}
+		p.notes = append(p.notes, "receive counted at the netif_receive_skb tracepoint ("+strings.TrimSuffix(recv, "_recv")+")")
 		if opts.AttributeSocket {
 			targets[prefix+"sendmsg"] = "sock_sendmsg"
 			targets[prefix+"recvmsg"] = "sock_recvmsg"
@@ -122,7 +121,12 @@ func planFor(rung string, opts Options) (*plan, error) {
 		}
 		p.attach = func(c *ebpf.Collection) ([]link.Link, error) {
 			return attachEach(p, c, func(name string, prog *ebpf.Program) (link.Link, error) {
-				if rung == hooks.Kprobe {
+				switch {
+				case name == "raw_tp_recv":
+					return link.AttachRawTracepoint(link.RawTracepointOptions{Name: targets[name], Program: prog})
+				case name == "tp_btf_recv":
+					return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+				case rung == hooks.Kprobe:
 					return link.Kprobe(targets[name], prog, nil)
 				}
 				return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})

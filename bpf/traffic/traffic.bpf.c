@@ -18,6 +18,7 @@
 #define IFNAMSIZ 16
 #define E2BIG 7
 #define EEXIST 17
+#define ENOMEM 12
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -49,7 +50,8 @@ struct owner {
 enum stat_index {
 	STAT_MAP_FULL = 0,   // a new key did not fit in traffic
 	STAT_UPDATE_ERR = 1, // any other failure to insert a key
-	STAT_MAX = 2,
+	STAT_LAST_ERR = 2,   // errno of the last failed insert, for the log
+	STAT_MAX = 3,
 };
 
 // max_entries is set by the loader from the config.
@@ -174,9 +176,17 @@ static __always_inline void count(struct sk_buff *skb, bool tx, const bool direc
 	struct traffic_value *v = bpf_map_lookup_elem(&traffic, &key);
 	if (!v) {
 		struct traffic_value zero = {};
-		long err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
+		// int, not long: older kernels return the helper's int result
+		// zero-extended, so a 64-bit compare with -E2BIG would miss.
+		int err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
 		if (err && err != -EEXIST) {
-			stat_inc(err == -E2BIG ? STAT_MAP_FULL : STAT_UPDATE_ERR);
+			// A preallocated map out of free elements says E2BIG on
+			// recent kernels, ENOMEM on some older ones: both mean full.
+			stat_inc(err == -E2BIG || err == -ENOMEM ? STAT_MAP_FULL : STAT_UPDATE_ERR);
+			__u32 idx = STAT_LAST_ERR;
+			__u64 *last = bpf_map_lookup_elem(&stats, &idx);
+			if (last)
+				*last = (__u32)-err;
 			return;
 		}
 		v = bpf_map_lookup_elem(&traffic, &key);
@@ -196,31 +206,13 @@ static __always_inline void count(struct sk_buff *skb, bool tx, const bool direc
 // ---- rung: fentry ----------------------------------------------------------
 // Transmit: __dev_queue_xmit(skb, sb_dev) on 5.12+, dev_queue_xmit(skb)
 // before; the loader attaches to whichever the kernel has (arg 0 is the skb
-// in both). Receive: __netif_receive_skb_core, which both the single and the
-// list (GRO) receive paths go through; since 5.7 its first argument is
-// struct sk_buff **, before that struct sk_buff *.
+// in both). Receive stays on the netif_receive_skb tracepoint on every rung:
+// the function under it is inlined on common distribution kernels.
 
 SEC("fentry/__dev_queue_xmit")
 int BPF_PROG(fentry_xmit, struct sk_buff *skb)
 {
 	count(skb, true, true);
-	return 0;
-}
-
-SEC("fentry/__netif_receive_skb_core")
-int BPF_PROG(fentry_recv_pp, struct sk_buff **pskb)
-{
-	struct sk_buff *skb = NULL;
-	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
-	if (skb)
-		count(skb, false, false); // read through a pointer: not BTF-typed
-	return 0;
-}
-
-SEC("fentry/__netif_receive_skb_core")
-int BPF_PROG(fentry_recv_p, struct sk_buff *skb)
-{
-	count(skb, false, true);
 	return 0;
 }
 
@@ -244,23 +236,6 @@ SEC("kprobe/__dev_queue_xmit")
 int BPF_KPROBE(kprobe_xmit, struct sk_buff *skb)
 {
 	count(skb, true, false);
-	return 0;
-}
-
-SEC("kprobe/__netif_receive_skb_core")
-int BPF_KPROBE(kprobe_recv_pp, struct sk_buff **pskb)
-{
-	struct sk_buff *skb = NULL;
-	bpf_probe_read_kernel(&skb, sizeof(skb), pskb);
-	if (skb)
-		count(skb, false, false);
-	return 0;
-}
-
-SEC("kprobe/__netif_receive_skb_core")
-int BPF_KPROBE(kprobe_recv_p, struct sk_buff *skb)
-{
-	count(skb, false, false);
 	return 0;
 }
 

@@ -45,13 +45,9 @@ const (
 	trafficMapOwners           = "owners"
 	trafficMapStats            = "stats"
 	trafficMapTraffic          = "traffic"
-	trafficProgFentryRecvP     = "fentry_recv_p"
-	trafficProgFentryRecvPp    = "fentry_recv_pp"
 	trafficProgFentryRecvmsg   = "fentry_recvmsg"
 	trafficProgFentrySendmsg   = "fentry_sendmsg"
 	trafficProgFentryXmit      = "fentry_xmit"
-	trafficProgKprobeRecvP     = "kprobe_recv_p"
-	trafficProgKprobeRecvPp    = "kprobe_recv_pp"
 	trafficProgKprobeRecvmsg   = "kprobe_recvmsg"
 	trafficProgKprobeSendmsg   = "kprobe_sendmsg"
 	trafficProgKprobeXmit      = "kprobe_xmit"
@@ -108,13 +104,9 @@ type trafficSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficProgramSpecs struct {
-	FentryRecvP     *ebpf.ProgramSpec `ebpf:"fentry_recv_p"`
-	FentryRecvPp    *ebpf.ProgramSpec `ebpf:"fentry_recv_pp"`
 	FentryRecvmsg   *ebpf.ProgramSpec `ebpf:"fentry_recvmsg"`
 	FentrySendmsg   *ebpf.ProgramSpec `ebpf:"fentry_sendmsg"`
 	FentryXmit      *ebpf.ProgramSpec `ebpf:"fentry_xmit"`
-	KprobeRecvP     *ebpf.ProgramSpec `ebpf:"kprobe_recv_p"`
-	KprobeRecvPp    *ebpf.ProgramSpec `ebpf:"kprobe_recv_pp"`
 	KprobeRecvmsg   *ebpf.ProgramSpec `ebpf:"kprobe_recvmsg"`
 	KprobeSendmsg   *ebpf.ProgramSpec `ebpf:"kprobe_sendmsg"`
 	KprobeXmit      *ebpf.ProgramSpec `ebpf:"kprobe_xmit"`
@@ -188,13 +180,9 @@ type trafficVariables struct {
 //
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficPrograms struct {
-	FentryRecvP     *ebpf.Program `ebpf:"fentry_recv_p"`
-	FentryRecvPp    *ebpf.Program `ebpf:"fentry_recv_pp"`
 	FentryRecvmsg   *ebpf.Program `ebpf:"fentry_recvmsg"`
 	FentrySendmsg   *ebpf.Program `ebpf:"fentry_sendmsg"`
 	FentryXmit      *ebpf.Program `ebpf:"fentry_xmit"`
-	KprobeRecvP     *ebpf.Program `ebpf:"kprobe_recv_p"`
-	KprobeRecvPp    *ebpf.Program `ebpf:"kprobe_recv_pp"`
 	KprobeRecvmsg   *ebpf.Program `ebpf:"kprobe_recvmsg"`
 	KprobeSendmsg   *ebpf.Program `ebpf:"kprobe_sendmsg"`
 	KprobeXmit      *ebpf.Program `ebpf:"kprobe_xmit"`
@@ -210,13 +198,9 @@ type trafficPrograms struct {
 
 func (p *trafficPrograms) Close() error {
 	return _TrafficClose(
-		p.FentryRecvP,
-		p.FentryRecvPp,
 		p.FentryRecvmsg,
 		p.FentrySendmsg,
 		p.FentryXmit,
-		p.KprobeRecvP,
-		p.KprobeRecvPp,
 		p.KprobeRecvmsg,
 		p.KprobeSendmsg,
 		p.KprobeXmit,

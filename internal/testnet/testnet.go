@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Pair is a veth pair with one end in a namespace of its own.
@@ -21,6 +22,18 @@ type Pair struct {
 	HostIndex        int
 	PeerIndex        int
 	NS               netns.NsHandle
+	// HostIP6 and PeerIP6 are set with WithIPv6, nil otherwise.
+	HostIP6, PeerIP6 net.IP
+}
+
+// Option changes how NewPair builds the pair.
+type Option func(*Pair)
+
+// WithIPv6 keeps IPv6 on the pair and gives both ends an address that needs
+// no duplicate address detection, usable at once. Router solicitations stay
+// off; multicast listener reports may still appear on the link.
+func WithIPv6() Option {
+	return func(p *Pair) { p.HostIP6, p.PeerIP6 = hostIP6, peerIP6 }
 }
 
 // Addresses from 198.18.0.0/15, the range set aside for benchmark networks;
@@ -28,11 +41,14 @@ type Pair struct {
 var (
 	hostIP = net.IPv4(198, 18, 7, 1)
 	peerIP = net.IPv4(198, 18, 7, 2)
+	// 2001:2::/48 is the IPv6 benchmarking range.
+	hostIP6 = net.ParseIP("2001:2:0:7::1")
+	peerIP6 = net.ParseIP("2001:2:0:7::2")
 )
 
 // NewPair makes a namespace and a veth pair named after tag (at most 8
 // characters: interface names are 15 at most). Everything is removed at test end.
-func NewPair(t testing.TB, tag string) *Pair {
+func NewPair(t testing.TB, tag string, opts ...Option) *Pair {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -49,6 +65,9 @@ func NewPair(t testing.TB, tag string) *Pair {
 		t.Fatalf("back to the original netns: %v", err)
 	}
 	p := &Pair{HostDev: "sk" + tag + "h", PeerDev: "sk" + tag + "p", HostIP: hostIP, PeerIP: peerIP, NS: ns}
+	for _, o := range opts {
+		o(p)
+	}
 	t.Cleanup(func() {
 		if l, err := netlink.LinkByName(p.HostDev); err == nil {
 			netlink.LinkDel(l)
@@ -75,6 +94,9 @@ func NewPair(t testing.TB, tag string) *Pair {
 	if err := setup(host, hostIP, peerIP); err != nil {
 		t.Fatalf("host side: %v", err)
 	}
+	if err := p.setupIPv6(host, p.HostDev, p.HostIP6); err != nil {
+		t.Fatalf("host side: %v", err)
+	}
 	nh, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +116,10 @@ func NewPair(t testing.TB, tag string) *Pair {
 		if err := netlink.LinkSetUp(lo); err != nil {
 			return err
 		}
-		return setup(pl, peerIP, hostIP)
+		if err := setup(pl, peerIP, hostIP); err != nil {
+			return err
+		}
+		return p.setupIPv6(pl, p.PeerDev, p.PeerIP6)
 	}); err != nil {
 		t.Fatalf("namespace side: %v", err)
 	}
@@ -136,6 +161,23 @@ func (p *Pair) PinNeighbours(t testing.TB) {
 		IP: p.PeerIP, HardwareAddr: peerMAC, Family: netlink.FAMILY_V4}); err != nil {
 		t.Fatalf("neighbour on host: %v", err)
 	}
+	if p.HostIP6 == nil {
+		return
+	}
+	if err := p.Do(func() error {
+		l, err := netlink.LinkByName(p.PeerDev)
+		if err != nil {
+			return err
+		}
+		return netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
+			IP: p.HostIP6, HardwareAddr: host.Attrs().HardwareAddr, Family: netlink.FAMILY_V6})
+	}); err != nil {
+		t.Fatalf("IPv6 neighbour in namespace: %v", err)
+	}
+	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: host.Attrs().Index, State: netlink.NUD_PERMANENT,
+		IP: p.PeerIP6, HardwareAddr: peerMAC, Family: netlink.FAMILY_V6}); err != nil {
+		t.Fatalf("IPv6 neighbour on host: %v", err)
+	}
 }
 
 // Do runs fn on a thread inside the namespace. Sockets made there stay in it.
@@ -152,6 +194,23 @@ func (p *Pair) Do(fn func() error) error {
 	}
 	defer netns.Set(orig)
 	return fn()
+}
+
+// setupIPv6 turns IPv6 back on for the link and adds addr, without DAD.
+func (p *Pair) setupIPv6(l netlink.Link, dev string, addr net.IP) error {
+	if addr == nil {
+		return nil
+	}
+	for _, k := range []string{"accept_ra", "router_solicitations", "disable_ipv6"} {
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+dev+"/"+k, []byte("0"), 0o644); err != nil {
+			return err
+		}
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr, Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("addr %s: %w", addr, err)
+	}
+	return nil
 }
 
 // disableIPv6 keeps router solicitations and MLD reports off the link.

@@ -91,3 +91,12 @@ func (f *Filter) Process(b *pipelines.Batch) *pipelines.Batch {
 	b.Rows = kept
 	return b
 }
+
+// ProcessLog keeps a log record that matches Include (when given) and not
+// Exclude, on the same attributes as rows.
+func (f *Filter) ProcessLog(r *pipelines.LogRecord) bool {
+	if f.include != nil && !f.include.match(r.Attrs) {
+		return false
+	}
+	return f.exclude == nil || !f.exclude.match(r.Attrs)
+}

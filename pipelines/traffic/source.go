@@ -160,10 +160,11 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 	}
 	if st.MapFull > s.lastStats.MapFull {
 		s.log.Warn("traffic map full: packets were not counted; raise max_entries",
-			"uncounted", st.MapFull-s.lastStats.MapFull, "max_entries", s.probe.MaxEntries())
+			"uncounted", st.MapFull-s.lastStats.MapFull, "max_entries", s.probe.MaxEntries(), "errno", unix.Errno(st.LastErrno).Error())
 	}
 	if st.UpdateErrors > s.lastStats.UpdateErrors {
-		s.log.Warn("traffic map insert failed: packets were not counted", "uncounted", st.UpdateErrors-s.lastStats.UpdateErrors)
+		s.log.Warn("traffic map insert failed: packets were not counted", "uncounted", st.UpdateErrors-s.lastStats.UpdateErrors,
+			"errno", unix.Errno(st.LastErrno).Error())
 	}
 	s.lastStats = st
 	src := attribute.String("sockeye.source", s.name)
@@ -174,7 +175,7 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(s.probe.MaxEntries())},
 		{Name: "sockeye.agent.map.full", Unit: "{packet}", Description: "Packets not counted because a kernel map had no room for a new key.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(st.MapFull)},
-		{Name: "sockeye.agent.events.lost", Unit: "{packet}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
+		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "map_update_error")}, Value: int64(st.UpdateErrors)},
 	}
 	return b, nil

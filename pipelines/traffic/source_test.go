@@ -230,8 +230,16 @@ func checkCounts(t *testing.T, src *Source) {
 		t.Fatal(err)
 	}
 	got := map[string]Entry{}
+	// The namespace end sees nothing but the child's datagrams (static
+	// neighbours, no IPv6), so its totals over every pid are exact.
+	var peerAll Entry
 	for _, r := range b.Rows {
 		e := entryOf(r)
+		if e.Device == pair.PeerDev {
+			peerAll.RxPackets += e.RxPackets
+			peerAll.RxBytes += e.RxBytes
+			peerAll.TxPackets += e.TxPackets
+		}
 		if int(e.PID) != pid {
 			continue
 		}
@@ -251,19 +259,33 @@ func checkCounts(t *testing.T, src *Source) {
 		g.RxBytes += e.RxBytes
 		got[e.Device] = g
 	}
-	want := map[string]Entry{
-		"lo":         {TxPackets: nPackets, RxPackets: nPackets, TxBytes: nPackets * frameBytes, RxBytes: nPackets * frameBytes},
-		pair.HostDev: {TxPackets: nPackets, TxBytes: nPackets * frameBytes},
-		pair.PeerDev: {RxPackets: nPackets, RxBytes: nPackets * frameBytes},
+	if peerAll.RxPackets != nPackets || peerAll.RxBytes != nPackets*frameBytes || peerAll.TxPackets != 0 {
+		t.Errorf("%s over all pids: rx %d/%dB tx %d, want rx %d/%dB tx 0", pair.PeerDev,
+			peerAll.RxPackets, peerAll.RxBytes, peerAll.TxPackets, nPackets, nPackets*frameBytes)
 	}
-	for dev, w := range want {
+	// Transmits run in the child: exact. Receives are counted in softirq,
+	// attributed (as the seed did) to the task it interrupted: the sender
+	// itself on lo and veth unless the kernel deferred the softirq to
+	// ksoftirqd, which a loaded machine sometimes does for a packet or two.
+	type want struct {
+		tx, rx, minRx uint64
+	}
+	wants := map[string]want{
+		"lo":         {tx: nPackets, rx: nPackets, minRx: nPackets * 9 / 10},
+		pair.HostDev: {tx: nPackets},
+		pair.PeerDev: {rx: nPackets, minRx: nPackets * 9 / 10},
+	}
+	for dev, w := range wants {
 		g := got[dev]
-		if g.TxPackets != w.TxPackets || g.RxPackets != w.RxPackets || g.TxBytes != w.TxBytes || g.RxBytes != w.RxBytes {
-			t.Errorf("%s: got tx %d/%dB rx %d/%dB, want tx %d/%dB rx %d/%dB", dev,
-				g.TxPackets, g.TxBytes, g.RxPackets, g.RxBytes, w.TxPackets, w.TxBytes, w.RxPackets, w.RxBytes)
+		okRx := g.RxPackets <= w.rx && g.RxPackets >= w.minRx
+		if g.TxPackets != w.tx || !okRx || g.TxBytes != g.TxPackets*frameBytes || g.RxBytes != g.RxPackets*frameBytes {
+			t.Errorf("%s: got tx %d/%dB rx %d/%dB, want tx %d rx %d (at least %d), %d bytes a frame", dev,
+				g.TxPackets, g.TxBytes, g.RxPackets, g.RxBytes, w.tx, w.rx, w.minRx, frameBytes)
+		} else if g.RxPackets != w.rx {
+			t.Logf("%s: %d of %d receives ran in another task's softirq", dev, w.rx-g.RxPackets, w.rx)
 		}
 	}
-	if len(got) != len(want) {
+	if len(got) != len(wants) {
 		t.Errorf("child pid %d shows on devices %v, want exactly lo, %s, %s", pid, keys(got), pair.HostDev, pair.PeerDev)
 	}
 	// The exited child's keys are gone from the kernel map.
@@ -341,11 +363,13 @@ func TestMapFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var full, capacity int64
+	var full, lost, capacity int64
 	for _, p := range b.Self {
 		switch p.Name {
 		case "sockeye.agent.map.full":
 			full = p.Value
+		case "sockeye.agent.events.lost":
+			lost = p.Value
 		case "sockeye.agent.map.capacity":
 			capacity = p.Value
 		}
@@ -354,6 +378,6 @@ func TestMapFull(t *testing.T) {
 		t.Errorf("capacity %d, want 1", capacity)
 	}
 	if full < nPackets {
-		t.Errorf("sockeye.agent.map.full = %d, want at least %d (one child's packets had no room)", full, nPackets)
+		t.Errorf("sockeye.agent.map.full = %d (events.lost %d), want at least %d (one child's packets had no room)", full, lost, nPackets)
 	}
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The socket-calls benchmark (docs/benchmarks.md, "Socket calls"): a tight
+# loop of sendto+recvfrom over loopback (bench/socketcalls/loop), untraced,
+# traced by sockeye exporting spans over OTLP/gRPC to a counting receiver
+# (bench/socketcalls/sink), and traced by the equivalent bpftrace script.
+#
+#   bench/socketcalls.sh [ITERATIONS] [ROUNDS]
+#
+# Prints, per round: the loop's CPU time per iteration in each mode, the
+# spans the receiver got against those the calls make, and sockeye's CPU
+# time per span. Needs root.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N=${1:-200000}
+ROUNDS=${2:-3}
+tools/install-deps.sh bench >/dev/null
+mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+OUT=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
+go build -o "$OUT/sockeye" ./agent/cmd/sockeye
+go build -o "$OUT/loop" ./bench/socketcalls/loop
+go build -o "$OUT/sink" ./bench/socketcalls/sink
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+for round in $(seq "$ROUNDS"); do
+	echo "== round $round, $N iterations"
+	echo "untraced: $("$OUT/loop" -n "$N")"
+
+	"$OUT/sink" -listen 127.0.0.1:4319 >"$OUT/sink.out" &
+	sink=$!
+	OTEL_BSP_SCHEDULE_DELAY=100 "$OUT/sockeye" run --config bench/socketcalls.yaml 2>"$OUT/agent.log" &
+	agent=$!
+	until grep -q "pipeline started" "$OUT/agent.log"; do sleep 0.2; done
+	t0=$(cpu_ticks $agent)
+	echo "sockeye:  $("$OUT/loop" -n "$N")"
+	sleep 2 # let the last batches go out
+	t1=$(cpu_ticks $agent)
+	kill -INT $agent; wait $agent || true
+	kill -INT $sink; wait $sink || true
+	spans=$(sed -n 's/^spans=\([0-9]*\).*/\1/p' "$OUT/sink.out")
+	echo "sockeye:  receiver: $(cat "$OUT/sink.out")"
+	awk -v s="$spans" -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { if (t > 0) printf "sockeye:  agent CPU %.2f s, %.0f spans per agent CPU-second\n", t / hz, s / (t / hz) }'
+	grep -E "dropped|full|lost" "$OUT/agent.log" || echo "sockeye:  no loss logged"
+
+	bpftrace bench/socketcalls.bt >/dev/null 2>"$OUT/bt.err" &
+	bt=$!
+	sleep 5 # bpftrace compiles and attaches
+	echo "bpftrace: $("$OUT/loop" -n "$N")"
+	kill -INT $bt; wait $bt || true
+done
