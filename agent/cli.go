@@ -39,6 +39,7 @@ Examples:
   sudo OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4317 sockeye
   sudo sockeye run --config /etc/sockeye/sockeye.yaml
   sudo sockeye top --interval 1s
+  sudo sockeye trace --comm curl                 # curl's socket calls as call trees
   sudo sockeye check
   sockeye validate --config sockeye.yaml
   sockeye run --print-default-config > sockeye.yaml

@@ -155,4 +155,3 @@ func cmdValidate(args []string, env func(string) string, stdout, stderr io.Write
 	fmt.Fprintf(stdout, "%s: valid (%d pipelines: %s)\n", cfg.Path, len(cfg.Pipelines), strings.Join(names, ", "))
 	return exitOK
 }
-

@@ -74,7 +74,7 @@ held() {
 
 # wait_for FILE PATTERN PID: until FILE holds PATTERN, or fail after 60 s.
 wait_for() {
-	for _ in $(seq 600); do
+	for ((i = 0; i < 600; i++)); do
 		grep -q "$2" "$1" 2>/dev/null && return
 		kill -0 "$3" 2>/dev/null || { log "$3 exited early:"; cat "$1" >&2; return 1; }
 		sleep 0.1
@@ -94,8 +94,7 @@ counted() {
 run_case() { # run_case ROUND POSITION CASE
 	local round=$1 pos=$2 case=$3 base="$OUT/drops-$3-r$1"
 	AGENT=
-	local before start mine="[]" rss=0 rc=0
-	before=$(progs)
+	local start mine="[]" rss=0 rc=0
 	case $case in
 	baseline) ;;
 	sockeye)
@@ -109,20 +108,39 @@ run_case() { # run_case ROUND POSITION CASE
 		wait_for "$base.out" "Monitoring for dropped packets" "$AGENT" ;;
 	*) log "unknown case $case"; exit 2 ;;
 	esac
-	local ids='[]'
-	[[ -n $AGENT ]] && ids=$(held "$AGENT")
-	start=$(progs)
+	# While the agent runs as a background job, results go through files,
+	# not $(...): bash 5.2 has been seen to hang in a command substitution
+	# here, waiting on the background job instead of the substitution.
+	echo '[]' >"$base.ids"
+	[[ -n $AGENT ]] && held "$AGENT" >"$base.ids"
+	progs >"$base.start"
 	"$OUT/dropflood" -d "${DURATION}s" -size 64 -port "$PORT" -cpu "$SEND_CPU" >"$base.flood" &
 	local fl=$!
+	echo 0 >"$base.rss"
 	while kill -0 "$fl" 2>/dev/null; do
-		[[ -n $AGENT ]] && rss=$(awk -v m="$rss" '/^VmRSS/ {print ($2 > m ? $2 : m)}' "/proc/$AGENT/status")
+		if [[ -n $AGENT ]]; then
+			read -r rss <"$base.rss"
+			awk -v m="$rss" '/^VmRSS/ {print ($2 > m ? $2 : m)}' "/proc/$AGENT/status" >"$base.rss.new" && mv "$base.rss.new" "$base.rss"
+		fi
 		sleep 0.2
 	done
 	wait "$fl"
-	# This case's programs are the ones its process holds; any other
+	progs >"$base.after"
+	if [[ -n $AGENT ]]; then
+		kill -INT "$AGENT"
+		# Bounded: a tool that does not exit on SIGINT must not stall the rounds.
+		for ((i = 0; i < 300; i++)); do kill -0 "$AGENT" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$AGENT" 2>/dev/null && { log "$case ignored SIGINT; killing it"; kill -KILL "$AGENT"; }
+		wait "$AGENT" || rc=$?
+		AGENT=
+		if ((rc != 0)); then log "$case exited $rc after SIGINT"; tail -5 "$base.log" >&2; exit 1; fi
+	fi
+	# This case's programs are the ones its process held; any other
 	# tracing program that ran during the flood is someone else's and makes
 	# the run unclean (it may sit on the sender's path).
-	local after; after=$(progs)
+	local ids after
+	ids=$(<"$base.ids") start=$(<"$base.start") after=$(<"$base.after") rss=$(<"$base.rss")
+	rm -f "$base.ids" "$base.start" "$base.after" "$base.rss"
 	mine=$(jq -n -c --argjson a "$start" --argjson b "$after" --argjson ids "$ids" '
 		[$b | to_entries[] | select(.key as $k | $ids | index($k)) | .key as $k
 		 | {id: ($k | tonumber), name: .value.name, runs: (.value.cnt - ($a[$k].cnt // 0)),
@@ -130,15 +148,6 @@ run_case() { # run_case ROUND POSITION CASE
 	local foreign; foreign=$(jq -n -c --argjson a "$start" --argjson b "$after" --argjson ids "$ids" '
 		[$b | to_entries[] | select(.key as $k | ($ids | index($k)) | not)
 		 | select(.value.cnt > ($a[.key].cnt // 0)) | {name: .value.name, runs: (.value.cnt - ($a[.key].cnt // 0))}]')
-	if [[ -n $AGENT ]]; then
-		kill -INT "$AGENT"
-		# Bounded: a tool that does not exit on SIGINT must not stall the rounds.
-		for _ in $(seq 300); do kill -0 "$AGENT" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$AGENT" 2>/dev/null && { log "$case ignored SIGINT; killing it"; kill -KILL "$AGENT"; }
-		wait "$AGENT" || rc=$?
-		AGENT=
-		if ((rc != 0)); then log "$case exited $rc after SIGINT"; tail -5 "$base.log" >&2; exit 1; fi
-	fi
 	jq -c --arg case "$case" --argjson round "$round" --argjson pos "$pos" --argjson rss "$rss" \
 		--argjson progs "$mine" --argjson foreign "$foreign" --argjson counted "$(counted "$base.out" "$case")" \
 		--arg load "$(cut -d' ' -f1 /proc/loadavg)" \

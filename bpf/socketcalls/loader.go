@@ -471,6 +471,7 @@ func fexitVariant(spec *btf.Spec, fn string) (string, bool, error) {
 
 func (p *Probe) attachFentry(spec *ebpf.CollectionSpec, progs map[string]*ebpf.ProgramSpec, funcs []string, k *hooks.Kernel, cache *btf.Cache) error {
 	var skipped []string
+	var firstErr error
 	for _, fn := range funcs {
 		exitName, ok, err := fexitVariant(k.Types, fn)
 		if err != nil || !ok {
@@ -506,6 +507,9 @@ func (p *Probe) attachFentry(spec *ebpf.CollectionSpec, progs map[string]*ebpf.P
 				// The first one already says the kernel refuses fentry.
 				return failure
 			}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", fn, failure)
+			}
 			skipped = append(skipped, fn)
 			continue
 		}
@@ -516,7 +520,15 @@ func (p *Probe) attachFentry(spec *ebpf.CollectionSpec, progs map[string]*ebpf.P
 		return fmt.Errorf("no function could be attached (%d tried)", len(funcs))
 	}
 	if len(skipped) > 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("fentry/fexit refused for %d functions, not traced: %s", len(skipped), strings.Join(skipped, ", ")))
+		why := "struct arguments or more than six"
+		if firstErr != nil {
+			why = oneLine(firstErr)
+			if len(why) > 200 {
+				why = why[:200] + "..."
+			}
+		}
+		p.Notes = append(p.Notes, fmt.Sprintf("fentry/fexit refused for %d functions, not traced: %s (first reason: %s)",
+			len(skipped), strings.Join(skipped, ", "), why))
 	}
 	return nil
 }

@@ -684,12 +684,17 @@ int fentry_func(void *ctx)
 	return 0;
 }
 
-#define FEXIT(n)                                              \
-	SEC("fexit/sock_sendmsg")                             \
-	int fexit_func##n(unsigned long long *ctx)            \
-	{                                                     \
-		on_return(KIND_FUNC, func_id(), (__s64)ctx[n]); \
-		return 0;                                     \
+// The return value is read with bpf_probe_read_kernel: where the function
+// returns a pointer, the verifier types ctx[n] as that kernel pointer,
+// which cannot be passed on as a plain number.
+#define FEXIT(n)                                                   \
+	SEC("fexit/sock_sendmsg")                                  \
+	int fexit_func##n(unsigned long long *ctx)                 \
+	{                                                          \
+		__s64 ret = 0;                                     \
+		bpf_probe_read_kernel(&ret, sizeof(ret), &ctx[n]); \
+		on_return(KIND_FUNC, func_id(), ret);              \
+		return 0;                                          \
 	}
 FEXIT(0)
 FEXIT(1)

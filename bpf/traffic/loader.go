@@ -39,8 +39,8 @@ type Probe struct {
 	// Notes are limits of the chosen rung on this kernel, for the log and check.
 	Notes []string
 
-	counters *ebpf.Map
-	stats    *ebpf.Map
+	counters   *ebpf.Map
+	stats      *ebpf.Map
 	maxEntries uint32
 }
 

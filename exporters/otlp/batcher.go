@@ -28,6 +28,9 @@ type batcher struct {
 	mu      sync.Mutex
 	cur     []sdktrace.ReadOnlySpan
 	stopped bool
+	// sending is held (shared) while OnEnd hands a batch over, so Shutdown
+	// never closes the channel under a sender.
+	sending sync.RWMutex
 	once    sync.Once
 	err     error
 }
@@ -66,7 +69,14 @@ func (b *batcher) OnEnd(s sdktrace.ReadOnlySpan) {
 	}
 	b.mu.Unlock()
 	if full != nil {
-		b.batches <- full // waits while maxInFlight batches are queued
+		b.sending.RLock()
+		b.mu.Lock()
+		stopped := b.stopped
+		b.mu.Unlock()
+		if !stopped {
+			b.batches <- full // waits while maxInFlight batches are queued
+		}
+		b.sending.RUnlock()
 	}
 }
 
@@ -140,7 +150,9 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 		b.mu.Lock()
 		b.stopped = true
 		b.mu.Unlock()
+		b.sending.Lock()
 		close(b.batches)
+		b.sending.Unlock()
 		select {
 		case <-b.done:
 		case <-ctx.Done():

@@ -152,3 +152,27 @@ func TestTracesWire(t *testing.T) {
 		t.Errorf("events %v", sp.Events)
 	}
 }
+
+// Shutdown while spans are still being ended must neither panic nor hang.
+func TestTracesShutdownUnderLoad(t *testing.T) {
+	mem := tracetest.NewInMemoryExporter()
+	tr := newTraces("otlp", mem, resource.Empty(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		spans := make([]pipelines.Span, 512)
+		for i := range spans {
+			spans[i] = pipelines.Span{Name: "x", Start: time.Now(), End: time.Now()}
+		}
+		for range 50 {
+			tr.ExportSpans(context.Background(), &pipelines.SpanBatch{Spans: spans})
+		}
+	}()
+	time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Error(err)
+	}
+	<-done
+}

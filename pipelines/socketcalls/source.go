@@ -207,9 +207,21 @@ func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span)) error {
 		}
 	}
 	stopping := false
+	// left bounds the records read after ctx is done: what the ring held
+	// then, so a thread that keeps calling cannot hold up shutdown.
+	left := 0
 	for {
 		if !stopping && ctx.Err() != nil {
 			stopping = true
+			left = rd.AvailableBytes()/(bpfsc.RecordSize+8) + 1
+		}
+		if stopping {
+			if left <= 0 {
+				flush()
+				s.refresh()
+				return nil
+			}
+			left--
 		}
 		wait := batchWait
 		if stopping {
