@@ -74,6 +74,7 @@ held() {
 
 # wait_for FILE PATTERN PID: until FILE holds PATTERN, or fail after 60 s.
 wait_for() {
+	local i
 	for ((i = 0; i < 600; i++)); do
 		grep -q "$2" "$1" 2>/dev/null && return
 		kill -0 "$3" 2>/dev/null || { log "$3 exited early:"; cat "$1" >&2; return 1; }
@@ -94,7 +95,7 @@ counted() {
 run_case() { # run_case ROUND POSITION CASE
 	local round=$1 pos=$2 case=$3 base="$OUT/drops-$3-r$1"
 	AGENT=
-	local start mine="[]" rss=0 rc=0
+	local start mine="[]" rss=0 rc=0 i
 	case $case in
 	baseline) ;;
 	sockeye)
