@@ -153,7 +153,7 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 			Attrs: []attribute.KeyValue{src, m}, Value: int64(s.probe.MaxEntries())},
 		{Name: "sockeye.agent.map.full", Unit: "{packet}", Description: "Packets not counted because a kernel map had no room for a new key.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, m}, Value: int64(st.MapFull)},
-		{Name: "sockeye.agent.events.lost", Unit: "{packet}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
+		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "map_update_error")}, Value: int64(st.UpdateErrors)},
 	}
 	return b, nil
