@@ -56,7 +56,7 @@ stats_was=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS"
 AGENT=
 cleanup() {
-	[[ -n $AGENT ]] && kill -INT "$AGENT" 2>/dev/null && wait "$AGENT" 2>/dev/null
+	[[ -n $AGENT ]] && kill -INT "$AGENT" 2>/dev/null && sleep 2
 	sysctl -qw kernel.bpf_stats_enabled="$stats_was"
 }
 trap cleanup EXIT
@@ -92,47 +92,70 @@ counted() {
 	esac
 }
 
+# spawn NAME OUT ERR CMD...: runs CMD detached from this shell (reparented to
+# init, so never a child of it), stdout to OUT and stderr to ERR; sets
+# SPAWNED to its pid. NAME.rc appears with its exit status when it ends.
+# A long-lived background child made bash 5.2 hang now and then while
+# waiting for an unrelated pipeline, which stalled whole runs.
+spawn() {
+	local name=$1 out=$2 err=$3
+	shift 3
+	rm -f "$name.pid" "$name.rc"
+	setsid -f sh -c 'n=$1 o=$2 e=$3; shift 3; "$@" >"$o" 2>"$e" & echo $! >"$n.pid.tmp"
+		mv "$n.pid.tmp" "$n.pid"; wait $!; echo $? >"$n.rc.tmp"; mv "$n.rc.tmp" "$n.rc"' sh "$name" "$out" "$err" "$@" </dev/null
+	local i
+	for ((i = 0; i < 100; i++)); do [[ -s $name.pid ]] && break; sleep 0.05; done
+	read -r SPAWNED <"$name.pid"
+}
+
+# reap NAME SECONDS: waits up to SECONDS for a spawned command; sets REAPED
+# to its exit status, or to 255 if it is still running.
+reap() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do [[ -s $1.rc ]] && break; sleep 0.1; done
+	REAPED=255
+	[[ -s $1.rc ]] && read -r REAPED <"$1.rc"
+	rm -f "$1.pid" "$1.rc"
+}
+
 run_case() { # run_case ROUND POSITION CASE
 	local round=$1 pos=$2 case=$3 base="$OUT/drops-$3-r$1"
 	AGENT=
-	local start mine="[]" rss=0 rc=0 i
+	local start mine="[]" rss=0 rc=0
 	case $case in
 	baseline) ;;
 	sockeye)
-		"$SOCKEYE" run --config bench/drops.yaml >"$base.out" 2>"$base.log" &
-		AGENT=$!
+		spawn "$base.agent" "$base.out" "$base.log" "$SOCKEYE" run --config bench/drops.yaml
+		AGENT=$SPAWNED
 		wait_for "$base.log" "pipeline started" "$AGENT" ;;
 	bpftrace)
-		bpftrace bench/drops.bt >"$base.out" 2>"$base.log" &
-		AGENT=$!
+		spawn "$base.agent" "$base.out" "$base.log" bpftrace bench/drops.bt
+		AGENT=$SPAWNED
 		# BEGIN runs once every probe is attached.
 		wait_for "$base.out" "Monitoring for dropped packets" "$AGENT" ;;
 	*) log "unknown case $case"; exit 2 ;;
 	esac
-	# While the agent runs as a background job, results go through files,
-	# not $(...): bash 5.2 has been seen to hang in a command substitution
-	# here, waiting on the background job instead of the substitution.
 	echo '[]' >"$base.ids"
 	[[ -n $AGENT ]] && held "$AGENT" >"$base.ids"
 	progs >"$base.start"
-	"$OUT/dropflood" -d "${DURATION}s" -size 64 -port "$PORT" -cpu "$SEND_CPU" >"$base.flood" &
-	local fl=$!
+	spawn "$base.fl" "$base.flood" /dev/null "$OUT/dropflood" -d "${DURATION}s" -size 64 -port "$PORT" -cpu "$SEND_CPU"
 	echo 0 >"$base.rss"
-	while kill -0 "$fl" 2>/dev/null; do
+	while [[ ! -s $base.fl.rc ]]; do
 		if [[ -n $AGENT ]]; then
 			read -r rss <"$base.rss"
 			awk -v m="$rss" '/^VmRSS/ {print ($2 > m ? $2 : m)}' "/proc/$AGENT/status" >"$base.rss.new" && mv "$base.rss.new" "$base.rss"
 		fi
 		sleep 0.2
 	done
-	wait "$fl"
+	reap "$base.fl" 1
+	((REAPED == 0)) || { log "flood failed ($REAPED)"; exit 1; }
 	progs >"$base.after"
 	if [[ -n $AGENT ]]; then
 		kill -INT "$AGENT"
-		# Bounded: a tool that does not exit on SIGINT must not stall the rounds.
-		for ((i = 0; i < 300; i++)); do kill -0 "$AGENT" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$AGENT" 2>/dev/null && { log "$case ignored SIGINT; killing it"; kill -KILL "$AGENT"; }
-		wait "$AGENT" || rc=$?
+		reap "$base.agent" 30
+		rc=$REAPED
+		# A tool that does not exit on SIGINT must not stall the rounds.
+		((rc == 255)) && { log "$case ignored SIGINT; killing it"; kill -KILL "$AGENT"; }
 		AGENT=
 		if ((rc != 0)); then log "$case exited $rc after SIGINT"; tail -5 "$base.log" >&2; exit 1; fi
 	fi
