@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -380,4 +381,10 @@ func TestMapFull(t *testing.T) {
 	if full < nPackets {
 		t.Errorf("sockeye.agent.map.full = %d (events.lost %d), want at least %d (one child's packets had no room)", full, lost, nPackets)
 	}
+}
+
+// unsafePtr gives prctl a NUL-terminated copy of s.
+func unsafePtr(s string) unsafe.Pointer {
+	b := append([]byte(s), 0)
+	return unsafe.Pointer(&b[0])
 }
