@@ -7,7 +7,7 @@ STRIP   ?= llvm-strip-14
 .PHONY: build run test test-unit test-kernels test-deploy generate check-generated bench vet clean
 
 build:
-	$(GO) build -o $(BIN) ./agent/cmd/sockeye
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./agent/cmd/sockeye
 
 # Runs the agent on its embedded default config (needs root: eBPF).
 run: build

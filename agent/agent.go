@@ -26,9 +26,17 @@ type Agent struct {
 	// different SDK exporters.
 	exporters map[exporterKey]shutdowner
 	console   map[config.ID]*console.Exporter
-	running   []Pipeline
+	// mu guards running, Failed and stopping, which /healthz reads.
+	mu       sync.Mutex
+	running  []*runningPipeline
+	stopping bool
 	// Failed names the pipelines that could not start, and why.
 	Failed map[string]error
+	// level is the log level a reload may change.
+	level *slog.LevelVar
+	// capsDropped is set once drop_capabilities has taken effect: nothing
+	// new can be attached after that.
+	capsDropped bool
 }
 
 type exporterKey struct {
@@ -51,9 +59,9 @@ type Pipeline interface {
 
 // SourceStatus is what starting a source told: its rung and its limits.
 type SourceStatus struct {
-	Source string
-	Rung   string
-	Notes  []string
+	Source string   `json:"source"`
+	Rung   string   `json:"rung"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // signalKind is how the agent handles the pipelines of one signal. Each
@@ -87,6 +95,12 @@ func New(cfg *config.Config, stdout io.Writer, log *slog.Logger, env func(string
 	}
 }
 
+// WithLevel lets reloads change the log level.
+func (a *Agent) WithLevel(l *slog.LevelVar) *Agent {
+	a.level = l
+	return a
+}
+
 // consoleExporter is shared by every signal: one writer, samples kept whole.
 func (a *Agent) consoleExporter(id config.ID) *console.Exporter {
 	if c, ok := a.console[id]; ok {
@@ -103,42 +117,16 @@ func (a *Agent) consoleExporter(id config.ID) *console.Exporter {
 // an error when none can run.
 func (a *Agent) Start(ctx context.Context) error {
 	kinds := signalKinds()
-	for _, pl := range a.cfg.Pipelines {
-		k, ok := kinds[pl.Signal]
-		if !ok {
-			a.shutdownExporters(ctx)
-			return fmt.Errorf("pipeline %s: %s pipelines are not supported yet", pl.ID, pl.Signal)
-		}
-		if err := k.exporters(a, ctx, pl); err != nil {
-			a.shutdownExporters(ctx)
-			return err
-		}
+	if err := a.buildExporters(ctx, kinds); err != nil {
+		a.shutdownExporters(ctx)
+		return err
 	}
-
 	kernel, kerr := hooks.LoadKernel(a.cfg.BTF)
 	if kerr == nil {
 		a.log.Info("kernel types", "btf", kernel.Source)
 	}
 	for _, pl := range a.cfg.Pipelines {
-		name := pl.ID.String()
-		if kerr != nil {
-			a.Failed[name] = kerr
-			a.log.Error("pipeline cannot start", "pipeline", name, "error", kerr)
-			continue
-		}
-		p, status, err := kinds[pl.Signal].start(a, ctx, pl, kernel)
-		if err != nil {
-			a.Failed[name] = err
-			a.log.Error("pipeline cannot start; the others go on", "pipeline", name, "error", err)
-			continue
-		}
-		a.running = append(a.running, p)
-		for _, s := range status {
-			a.log.Info("pipeline started", "pipeline", name, "source", s.Source, "rung", s.Rung)
-			for _, n := range s.Notes {
-				a.log.Warn("rung limit", "pipeline", name, "source", s.Source, "rung", s.Rung, "note", n)
-			}
-		}
+		a.startPipeline(ctx, kinds, pl, kernel, kerr)
 	}
 	if len(a.running) == 0 {
 		a.shutdownExporters(ctx)
@@ -150,34 +138,130 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-// Run drives the started pipelines until ctx is done, then flushes and
-// releases everything within shutdownTimeout.
-func (a *Agent) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+// buildExporters makes the exporters every pipeline of a.cfg names, keeping
+// those already in a.exporters.
+func (a *Agent) buildExporters(ctx context.Context, kinds map[config.Signal]signalKind) error {
+	for _, pl := range a.cfg.Pipelines {
+		k, ok := kinds[pl.Signal]
+		if !ok {
+			return fmt.Errorf("pipeline %s: %s pipelines are not supported yet", pl.ID, pl.Signal)
+		}
+		if err := k.exporters(a, ctx, pl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startPipeline attaches one pipeline, or records why it cannot run.
+func (a *Agent) startPipeline(ctx context.Context, kinds map[config.Signal]signalKind, pl *config.Pipeline, kernel *hooks.Kernel, kerr error) {
+	name := pl.ID.String()
+	fail := func(err error) {
+		a.mu.Lock()
+		a.Failed[name] = err
+		a.mu.Unlock()
+	}
+	if kerr != nil {
+		fail(kerr)
+		a.log.Error("pipeline cannot start", "pipeline", name, "error", kerr)
+		return
+	}
+	if err := a.checkCapabilities(pl); err != nil {
+		fail(err)
+		a.log.Error("pipeline cannot start; the others go on", "pipeline", name, "error", err)
+		return
+	}
+	p, status, err := kinds[pl.Signal].start(a, ctx, pl, kernel)
+	if err != nil {
+		fail(err)
+		a.log.Error("pipeline cannot start; the others go on", "pipeline", name, "error", err)
+		return
+	}
+	a.mu.Lock()
+	a.running = append(a.running, &runningPipeline{Pipeline: p, status: status})
+	delete(a.Failed, name)
+	a.mu.Unlock()
+	for _, s := range status {
+		a.log.Info("pipeline started", "pipeline", name, "source", s.Source, "rung", s.Rung)
+		for _, n := range s.Notes {
+			a.log.Warn("rung limit", "pipeline", name, "source", s.Source, "rung", s.Rung, "note", n)
+		}
+	}
+}
+
+// runningPipeline is a started pipeline and, once launched, the means to
+// stop it alone (a reload stops only what changed).
+type runningPipeline struct {
+	Pipeline
+	status []SourceStatus
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (r *runningPipeline) launch(ctx context.Context) {
+	if r.done != nil {
+		return
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	r.cancel, r.done = cancel, make(chan error, 1)
+	go func() { r.done <- r.Run(pctx) }()
+}
+
+// stop ends the pipeline's Run (which flushes) and returns its error.
+func (r *runningPipeline) stop() error {
+	if r.done == nil {
+		return nil
+	}
+	r.cancel()
+	err := <-r.done
+	r.done = nil
+	if err != nil {
+		return fmt.Errorf("pipeline %s: %w", r.Name(), err)
+	}
+	return nil
+}
+
+// Run drives the started pipelines until ctx is done, applying the configs
+// sent on reloads (nil: never), then flushes and releases everything; the
+// exporters' final flush is bounded by shutdownTimeout.
+func (a *Agent) Run(ctx context.Context, shutdownTimeout time.Duration, reloads <-chan Reload) error {
+	a.mu.Lock()
+	for _, r := range a.running {
+		r.launch(ctx)
+	}
+	a.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return a.stopAll(shutdownTimeout)
+		case req := <-reloads:
+			req.Result <- a.reload(ctx, req.Config)
+		}
+	}
+}
+
+func (a *Agent) stopAll(shutdownTimeout time.Duration) error {
+	a.mu.Lock()
+	a.stopping = true
+	running := a.running
+	a.mu.Unlock()
+	// Stop concurrently: each pipeline's final export has its own bound.
+	errs := make([]error, len(running))
 	var wg sync.WaitGroup
-	errs := make(chan error, len(a.running))
-	for _, p := range a.running {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Run(ctx); err != nil {
-				errs <- fmt.Errorf("pipeline %s: %w", p.Name(), err)
-			}
-		}()
+	for i, r := range running {
+		wg.Go(func() { errs[i] = r.stop() })
 	}
 	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	all = append(all, a.shutdownExporters(sctx))
-	for _, p := range a.running {
-		all = append(all, p.Close())
+	errs = append(errs, a.shutdownExporters(sctx))
+	for _, r := range running {
+		errs = append(errs, r.Close())
 	}
+	a.mu.Lock()
 	a.running = nil
-	return errors.Join(all...)
+	a.mu.Unlock()
+	return errors.Join(errs...)
 }
 
 func (a *Agent) shutdownExporters(ctx context.Context) error {

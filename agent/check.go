@@ -35,7 +35,7 @@ func cmdCheck(args []string, env func(string) string, stdout, stderr io.Writer) 
 	// The rung-by-rung story goes to the log only at debug level; the report says it.
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if cfg.Log.Level == "debug" {
-		log = newLogger(cfg, stderr)
+		log, _ = newLogger(cfg, stderr)
 	}
 	if !report(cfg, stdout, log) {
 		return exitFailure
@@ -59,6 +59,9 @@ func report(cfg *config.Config, w io.Writer, log *slog.Logger) bool {
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(w, "note: not running as root; results reflect this process's capabilities")
+	}
+	if set, err := effectiveCaps(); err == nil {
+		fmt.Fprintf(w, "Capabilities: %s\n", capsReport(set))
 	}
 
 	fmt.Fprintln(w, "\nHook kinds:")
@@ -87,6 +90,11 @@ func report(cfg *config.Config, w io.Writer, log *slog.Logger) bool {
 			kind, known := kinds[pl.Signal]
 			if !known {
 				fmt.Fprintf(w, "  %s  source %s: cannot run: %s pipelines are not supported yet\n", pl.ID, id, pl.Signal)
+				ok = false
+				continue
+			}
+			if err := a.checkCapabilities(pl); err != nil {
+				fmt.Fprintf(w, "  %s  source %s: cannot run: %s\n", pl.ID, id, err)
 				ok = false
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -38,28 +39,35 @@ func loadConfig(path, btf string, env func(string) string) (*config.Config, erro
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, stderr io.Writer) *slog.Logger {
-	var lvl slog.Level
-	switch cfg.Log.Level {
+func logLevel(name string) slog.Level {
+	switch name {
 	case "debug":
-		lvl = slog.LevelDebug
+		return slog.LevelDebug
 	case "warn":
-		lvl = slog.LevelWarn
+		return slog.LevelWarn
 	case "error":
-		lvl = slog.LevelError
+		return slog.LevelError
 	}
+	return slog.LevelInfo
+}
+
+func newLogger(cfg *config.Config, stderr io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lvl := new(slog.LevelVar)
+	lvl.Set(logLevel(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(stderr, opts))
+		return slog.New(slog.NewJSONHandler(stderr, opts)), lvl
 	}
-	return slog.New(slog.NewTextHandler(stderr, opts))
+	return slog.New(slog.NewTextHandler(stderr, opts)), lvl
 }
 
 func cmdRun(args []string, env func(string) string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
-	cfgPath := fs.String("config", "", "config `FILE` (default: the embedded default config)")
+	cfgPath := fs.String("config", "", "config `FILE` (default: the embedded default config); SIGHUP reloads it")
 	btf := fs.String("btf", "", "external kernel BTF `FILE`, for kernels without /sys/kernel/btf/vmlinux")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default config and exit")
+	dropCaps := fs.Bool("drop-capabilities", false, "drop every capability once all pipelines are attached (as drop_capabilities: true)")
+	health := fs.String("health-endpoint", "", "serve /healthz on `HOST:PORT` (as health.endpoint)")
 	if parseFlags(fs, args, stderr) != nil {
 		return exitUsage
 	}
@@ -67,16 +75,43 @@ func cmdRun(args []string, env func(string) string, stdout, stderr io.Writer) in
 		stdout.Write(config.DefaultYAML)
 		return exitOK
 	}
-	cfg, err := loadConfig(*cfgPath, *btf, env)
+	if *health != "" {
+		if _, _, err := net.SplitHostPort(*health); err != nil {
+			fmt.Fprintf(stderr, "sockeye run: --health-endpoint: want host:port (e.g. localhost:13133), got %q\n", *health)
+			return exitUsage
+		}
+	}
+	load := func() (*config.Config, error) {
+		cfg, err := loadConfig(*cfgPath, *btf, env)
+		if err != nil {
+			return nil, err
+		}
+		if *dropCaps {
+			cfg.DropCapabilities = true
+		}
+		if *health != "" {
+			cfg.Health.Endpoint = *health
+		}
+		return cfg, nil
+	}
+	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(stderr, "sockeye: %v\n", err)
 		return exitFailure
 	}
-	return run(cfg, stdout, stderr)
+	if *cfgPath == "" {
+		load = nil // the embedded default does not change
+	}
+	return run(cfg, stdout, stderr, load)
 }
 
-func run(cfg *config.Config, stdout, stderr io.Writer) int {
-	log := newLogger(cfg, stderr)
+// run starts the pipelines of cfg and runs them until SIGINT or SIGTERM.
+// SIGHUP calls reload (nil: nothing to reload) and applies what it
+// returns; a config that does not load is rejected and the running one
+// goes on.
+func run(cfg *config.Config, stdout, stderr io.Writer, reload func() (*config.Config, error)) int {
+	log, level := newLogger(cfg, stderr)
+	routeOTelErrors(log, 30*time.Second)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
@@ -84,12 +119,77 @@ func run(cfg *config.Config, stdout, stderr io.Writer) int {
 		log.Warn("could not raise RLIMIT_MEMLOCK; loading may fail on kernels before 5.11", "error", err)
 	}
 	log.Info("sockeye starting", "version", Version, "config", cfg.Path)
-	a := New(cfg, stdout, log, os.Getenv)
+	a := New(cfg, stdout, log, os.Getenv).WithLevel(level)
+	var healthSrv *healthServer
+	if cfg.Health.Endpoint != "" {
+		// Listen before attaching: a taken port fails fast with nothing attached.
+		var err error
+		if healthSrv, err = startHealth(cfg.Health.Endpoint, a, log); err != nil {
+			log.Error("sockeye cannot start", "error", err)
+			return exitFailure
+		}
+		defer healthSrv.Close()
+	}
 	if err := a.Start(ctx); err != nil {
 		log.Error("sockeye cannot start", "error", err)
 		return exitFailure
 	}
-	err := a.Run(ctx, shutdownTimeout)
+	if cfg.DropCapabilities {
+		if err := a.dropCapabilities(); err != nil {
+			log.Error("drop_capabilities", "error", err)
+			a.stopAll(shutdownTimeout)
+			return exitFailure
+		}
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads := make(chan Reload)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if reload == nil {
+				log.Warn("SIGHUP: no config file to reload (running the embedded or flag-built config)")
+				continue
+			}
+			next, err := reload()
+			if err != nil {
+				log.Error("config reload rejected; the running config goes on", "error", err)
+				continue
+			}
+			req := Reload{Config: next, Result: make(chan error, 1)}
+			select {
+			case reloads <- req:
+			case <-ctx.Done():
+				return
+			}
+			if err := <-req.Result; err != nil {
+				log.Error("config reload rejected; the running config goes on", "error", err)
+			}
+		}
+	}()
+
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, shutdownTimeout, reloads) }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Every stage bounds its own final flush; this bounds the sum, so a
+		// stuck exporter cannot keep the agent (and its programs) alive.
+		// Exiting closes every BPF fd: nothing stays attached.
+		select {
+		case err = <-done:
+		case <-time.After(shutdownTimeout + 5*time.Second):
+			log.Error("shutdown took too long; exiting without waiting further", "waited", shutdownTimeout+5*time.Second)
+			return exitFailure
+		}
+	}
 	if err != nil {
 		log.Error("shutdown", "error", err)
 		return exitFailure
@@ -130,7 +230,7 @@ pipelines:
 		return exitUsage
 	}
 	cfg.BTF = *btf
-	return run(cfg, stdout, stderr)
+	return run(cfg, stdout, stderr, nil)
 }
 
 func cmdValidate(args []string, env func(string) string, stdout, stderr io.Writer) int {

@@ -100,5 +100,5 @@ pipelines:
 		return exitUsage
 	}
 	cfg.BTF = *btf
-	return run(cfg, stdout, stderr)
+	return run(cfg, stdout, stderr, nil)
 }

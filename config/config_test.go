@@ -821,6 +821,22 @@ pipelines: {metrics: {sources: [traffic], exporters: [console]}}
 log:
   level: verbose
 `, nil, 5, `log.level: invalid value "verbose" (want debug, info, warn, error)`, 0},
+		{"bad health endpoint", `sources: {traffic: }
+exporters: {console: }
+pipelines: {metrics: {sources: [traffic], exporters: [console]}}
+health:
+  endpoint: 13133
+`, nil, 5, `health.endpoint: want host:port (e.g. localhost:13133), got "13133"`, 0},
+		{"unknown health key", `sources: {traffic: }
+exporters: {console: }
+pipelines: {metrics: {sources: [traffic], exporters: [console]}}
+health: {endpont: "localhost:1"}
+`, nil, 4, `health.endpont: unknown key (did you mean "endpoint"?`, 0},
+		{"drop_capabilities not a boolean", `sources: {traffic: }
+exporters: {console: }
+pipelines: {metrics: {sources: [traffic], exporters: [console]}}
+drop_capabilities: yes please
+`, nil, 4, `drop_capabilities: want true or false, got "yes please"`, 0},
 		{"YAML syntax error", `sources: {traffic: }
 exporters:
   console:

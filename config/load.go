@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -125,7 +126,7 @@ func (d *decoder) document(data []byte) *yaml.Node {
 
 func (d *decoder) config(root *yaml.Node) *Config {
 	f := d.fields(root, "", root.Line,
-		"sources", "processors", "exporters", "pipelines", "resource", "btf", "log")
+		"sources", "processors", "exporters", "pipelines", "resource", "btf", "log", "health", "drop_capabilities")
 	cfg := &Config{Path: d.file}
 
 	declared := [3]map[string]bool{{}, {}, {}}
@@ -141,6 +142,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	cfg.Resource, _ = d.strMap(f.get("resource"), "resource")
 	cfg.BTF, _ = d.str(f.get("btf"), "btf")
 	cfg.Log = d.log(f)
+	cfg.Health = d.health(f)
+	cfg.DropCapabilities, _ = d.boolean(f.get("drop_capabilities"), "drop_capabilities")
 
 	sets := [3]refSet{
 		{key: "sources", noun: "source", verb: "emits", required: true,
@@ -159,6 +162,19 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		d.errorf(root.Line, "pipelines", "missing: at least one pipeline is required")
 	}
 	return cfg
+}
+
+func (d *decoder) health(parent fields) Health {
+	f := d.fields(parent.get("health"), "health", parent.keyLine("health"), "endpoint")
+	ep, ok := d.str(f.get("endpoint"), "health.endpoint")
+	if !ok {
+		return Health{}
+	}
+	if _, _, err := net.SplitHostPort(ep); err != nil {
+		d.errorf(f.keyLine("endpoint"), "health.endpoint", "want host:port (e.g. localhost:13133), got %q", ep)
+		return Health{}
+	}
+	return Health{Endpoint: ep}
 }
 
 func (d *decoder) log(parent fields) Log {

@@ -51,6 +51,16 @@ type Config struct {
 	BTF string
 	// Log configures the agent's own log (key "log").
 	Log Log
+	// Health configures the /healthz endpoint (key "health"); off when empty.
+	Health Health
+	// DropCapabilities drops every capability once all pipelines are
+	// attached (key "drop_capabilities").
+	DropCapabilities bool
+}
+
+type Health struct {
+	// Endpoint is the host:port the /healthz endpoint listens on.
+	Endpoint string
 }
 
 type Log struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
 )
@@ -362,7 +363,13 @@ func (p *Probe) Rung() string { return p.rung }
 // NewReader opens the per-CPU perf buffers of perCPU bytes each. Read
 // blocks until one buffer holds watermark bytes or its deadline passes.
 func (p *Probe) NewReader(perCPU, watermark int) (*perf.Reader, error) {
-	return perf.NewReaderWithOptions(p.events, perCPU, perf.ReaderOptions{Watermark: watermark})
+	r, err := perf.NewReaderWithOptions(p.events, perCPU, perf.ReaderOptions{Watermark: watermark})
+	if errors.Is(err, unix.EPERM) {
+		// The kernel caps a user's locked perf pages at
+		// kernel.perf_event_mlock_kb unless CAP_IPC_LOCK.
+		return nil, fmt.Errorf("%w (perf buffers beyond kernel.perf_event_mlock_kb need CAP_IPC_LOCK; or use transport: ring)", err)
+	}
+	return r, err
 }
 
 // Records reads the programs' records, from the perf buffers (perCPU

@@ -60,8 +60,16 @@ type Agent struct {
 // at test end if the test has not.
 func Start(t testing.TB, env []string, args ...string) *Agent {
 	t.Helper()
+	return StartWrapped(t, env, nil, args...)
+}
+
+// StartWrapped runs sockeye under wrapper (e.g. setpriv and its options):
+// wrapper[0] runs with wrapper[1:], the sockeye binary and args.
+func StartWrapped(t testing.TB, env, wrapper []string, args ...string) *Agent {
+	t.Helper()
 	a := &Agent{done: make(chan struct{})}
-	a.cmd = exec.Command(Build(t), args...)
+	argv := append(append(append([]string{}, wrapper...), Build(t)), args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stdout = &a.stdout
 	a.cmd.Stderr = &a.stderr
@@ -110,6 +118,19 @@ func (a *Agent) Stop(t testing.TB, sig syscall.Signal, timeout time.Duration) in
 		t.Fatalf("sockeye did not exit within %s of %v", timeout, sig)
 	}
 	return a.cmd.ProcessState.ExitCode()
+}
+
+// PID is the process id (of the wrapper's exec'd sockeye, as setpriv execs).
+func (a *Agent) PID() int { return a.cmd.Process.Pid }
+
+// Exited reports whether the process has exited, and its exit code.
+func (a *Agent) Exited() (bool, int) {
+	select {
+	case <-a.done:
+		return true, a.cmd.ProcessState.ExitCode()
+	default:
+		return false, 0
+	}
 }
 
 func (a *Agent) Stdout() string { return a.stdout.String() }

@@ -54,6 +54,10 @@ func (r *Resolver) Refresh() (bool, error) {
 	}
 	t, err := Load(r.kallsyms)
 	if err != nil {
+		// Keep the old table, and remember the new list so one change is
+		// reported once: without CAP_SYSLOG (drop_capabilities) the module
+		// addresses read as zero and would look changed at every refresh.
+		r.modSig = sig
 		return false, err
 	}
 	r.table, r.modSig = t, sig
