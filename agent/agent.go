@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -128,6 +129,10 @@ func (a *Agent) Start(ctx context.Context) error {
 	for _, pl := range a.cfg.Pipelines {
 		a.startPipeline(ctx, kinds, pl, kernel, kerr)
 	}
+	kernel.Release()
+	// Loading parsed the kernel's BTF: return that garbage to the system
+	// now rather than leave it to a GC that a raised GOGC makes rare.
+	debug.FreeOSMemory()
 	if len(a.running) == 0 {
 		a.shutdownExporters(ctx)
 		if kerr != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"time"
 )
@@ -75,7 +76,7 @@ type healthServer struct {
 	srv *http.Server
 }
 
-// startHealth listens on endpoint and serves /healthz: 200 while at least
+// startHealth listens on endpoint and serves /healthz (and /debug/pprof/): 200 while at least
 // one pipeline runs (ok or degraded; the body says which), 503 otherwise,
 // so a liveness probe does not restart an agent that is partly useful.
 func startHealth(endpoint string, a *Agent, log *slog.Logger) (*healthServer, error) {
@@ -96,6 +97,12 @@ func startHealth(endpoint string, a *Agent, log *slog.Logger) (*healthServer, er
 		enc.SetIndent("", "  ")
 		enc.Encode(rep)
 	})
+	// The Go profiler beside it, as the collector's pprof extension: the
+	// endpoint is off by default and meant for localhost.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	h := &healthServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go func() {
 		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -116,6 +117,8 @@ func (a *Agent) reload(ctx context.Context, next *config.Config) error {
 	for _, pl := range toStart {
 		a.startPipeline(ctx, kinds, pl, kernel, kerr)
 	}
+	kernel.Release()
+	debug.FreeOSMemory()
 	a.mu.Lock()
 	for _, r := range a.running {
 		r.launch(ctx)

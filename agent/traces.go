@@ -60,6 +60,9 @@ func tracesExporters(a *Agent, ctx context.Context, pl *config.Pipeline) error {
 	return metricsExporters(a, ctx, &config.Pipeline{ID: pl.ID, Signal: config.SignalMetrics, Exporters: otlpIDs})
 }
 
+// defaultMemoryLimit is the Go soft memory limit set with the raised GOGC.
+const defaultMemoryLimit = 192 << 20
+
 // tracesPipeline adapts pipelines.TracesPipeline to Pipeline.
 type tracesPipeline struct {
 	*pipelines.TracesPipeline
@@ -80,6 +83,11 @@ func startTraces(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Ke
 	// trades some heap for far less collection work, unless GOGC is set.
 	if a.env("GOGC") == "" {
 		debug.SetGCPercent(400)
+		// and a soft limit keeps that heap from growing without bound in
+		// bursts (the live heap is a few tens of MiB), unless GOMEMLIMIT is set.
+		if a.env("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(defaultMemoryLimit)
+		}
 	}
 	p := &pipelines.TracesPipeline{Name: pl.ID.String(), SelfInterval: config.DefaultInterval, Log: a.log}
 	for _, id := range pl.Exporters {

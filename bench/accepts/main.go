@@ -29,12 +29,13 @@ func main() {
 	clients := flag.Int("clients", 2, "connecting goroutines")
 	acceptors := flag.Int("acceptors", 1, "accepting goroutines")
 	syscalls := flag.Bool("syscalls", false, "time getppid(2) instead of storming")
+	listenPort := flag.Int("port", 0, "port to listen on, on 127.0.0.1 (0: any free port)")
 	flag.Parse()
 	if *syscalls {
 		timeSyscalls(*duration)
 		return
 	}
-	if err := run(*duration, *clients, *acceptors); err != nil {
+	if err := run(*duration, *clients, *acceptors, *listenPort); err != nil {
 		fmt.Fprintln(os.Stderr, "accepts:", err)
 		os.Exit(1)
 	}
@@ -54,12 +55,17 @@ type result struct {
 	CPUPerAccept float64 `json:"cpu_us_per_accept"`
 }
 
-func run(d time.Duration, clients, acceptors int) error {
+func run(d time.Duration, clients, acceptors, listenPort int) error {
 	ls, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	if err := unix.Bind(ls, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+	// SO_REUSEADDR: storms restart on the same port while the last one's
+	// connections sit in TIME_WAIT.
+	if err := unix.SetsockoptInt(ls, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return err
+	}
+	if err := unix.Bind(ls, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: listenPort}); err != nil {
 		return err
 	}
 	if err := unix.Listen(ls, 4096); err != nil {

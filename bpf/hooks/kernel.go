@@ -50,6 +50,15 @@ func LoadKernel(externalPath string) (*Kernel, error) {
 	return &Kernel{Types: spec, Source: KernelBTFPath, Native: true}, nil
 }
 
+// Release drops the types once every program is loaded: the inflated
+// kernel BTF is tens of MiB that nothing needs after that. Using the
+// Kernel afterwards panics.
+func (k *Kernel) Release() {
+	if k != nil {
+		k.Types = nil
+	}
+}
+
 // HasFunc reports whether the kernel has a function of that name in its BTF
 // (a function that is inlined everywhere has none and cannot be traced).
 func (k *Kernel) HasFunc(name string) bool {

@@ -42,14 +42,16 @@ type Reasons struct {
 	// moduleDir holds the BTF of loaded modules (/sys/kernel/btf); a
 	// subsystem built as a module has its enum there, not in vmlinux.
 	moduleDir string
-	base      *btf.Spec
-	tried     map[uint32]bool // subsystems looked up in module BTF
+	// loadBase reads the kernel's types again for a module's split BTF:
+	// holding them would keep tens of MiB alive for a rare lookup.
+	loadBase func() (*btf.Spec, error)
+	tried    map[uint32]bool // subsystems looked up in module BTF
 }
 
 // NewReasons reads the reason enums from the kernel's types.
 func NewReasons(types *btf.Spec) *Reasons {
 	r := &Reasons{names: map[uint32]string{}, subsys: map[uint32]string{}, moduleDir: "/sys/kernel/btf",
-		base: types, tried: map[uint32]bool{}}
+		loadBase: btf.LoadKernelSpec, tried: map[uint32]bool{}}
 	var core *btf.Enum
 	if types.TypeByName("skb_drop_reason", &core) != nil {
 		return r
@@ -137,7 +139,7 @@ func (r *Reasons) Name(v uint32) string {
 // loadModule reads the subsystem's enum from its module's BTF, once per
 // subsystem (again after ModulesChanged).
 func (r *Reasons) loadModule(subsys string) {
-	if r.base == nil || r.moduleDir == "" {
+	if r.loadBase == nil || r.moduleDir == "" {
 		return
 	}
 	path := filepath.Join(r.moduleDir, enumOf(subsys).module)
@@ -146,7 +148,11 @@ func (r *Reasons) loadModule(subsys string) {
 		return
 	}
 	defer f.Close()
-	spec, err := btf.LoadSplitSpecFromReader(f, r.base)
+	base, err := r.loadBase()
+	if err != nil {
+		return
+	}
+	spec, err := btf.LoadSplitSpecFromReader(f, base)
 	if err != nil {
 		return
 	}
