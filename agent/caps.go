@@ -39,6 +39,9 @@ var capIPCLock = capability{unix.CAP_IPC_LOCK, "CAP_IPC_LOCK", "map perf buffers
 // capsFor is what the sources of pl need.
 func capsFor(cfg *config.Config, pl *config.Pipeline) []capability {
 	need := pipelineCaps
+	if memlockUnlimited() {
+		return need // perf buffers fit under RLIMIT_MEMLOCK
+	}
 	for _, id := range pl.Sources {
 		if s := cfg.Sources[id]; s != nil && s.TCPReceive != nil && s.TCPReceive.Transport != "ring" {
 			need = append(slices.Clip(need), capIPCLock)
@@ -153,4 +156,25 @@ func capsReport(set uint64) string {
 		out += "; lack " + strings.Join(lack, ", ")
 	}
 	return out
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK as far as allowed. Kernels since 5.11
+// no longer charge maps to it, but perf buffers still count against it
+// (or kernel.perf_event_mlock_kb, whichever is larger) unless the process
+// has CAP_IPC_LOCK.
+func raiseMemlock() {
+	var r unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r) != nil {
+		return
+	}
+	inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &inf) != nil && r.Cur != r.Max {
+		r.Cur = r.Max
+		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &r)
+	}
+}
+
+func memlockUnlimited() bool {
+	var r unix.Rlimit
+	return unix.Getrlimit(unix.RLIMIT_MEMLOCK, &r) == nil && r.Cur == unix.RLIM_INFINITY
 }

@@ -32,6 +32,7 @@ func cmdCheck(args []string, env func(string) string, stdout, stderr io.Writer) 
 		return exitFailure
 	}
 	_ = rlimit.RemoveMemlock()
+	raiseMemlock()
 	// The rung-by-rung story goes to the log only at debug level; the report says it.
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if cfg.Log.Level == "debug" {

@@ -118,6 +118,7 @@ func run(cfg *config.Config, stdout, stderr io.Writer, reload func() (*config.Co
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Warn("could not raise RLIMIT_MEMLOCK; loading may fail on kernels before 5.11", "error", err)
 	}
+	raiseMemlock()
 	log.Info("sockeye starting", "version", Version, "config", cfg.Path)
 	a := New(cfg, stdout, log, os.Getenv).WithLevel(level)
 	var healthSrv *healthServer
