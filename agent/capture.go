@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -53,12 +56,18 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	}
 	iface := fs.String("i", "", "capture on `IFACE` only (an interface of this network namespace); default all, in every namespace")
 	file := fs.String("w", "", "write pcapng to `FILE` (- for standard output) instead of printing rows")
-	snaplen := fs.Int("s", 262144, "bytes of each packet to keep from the network header, 0 for 262144 (at most 65000 are kept: a perf record's limit)")
-	count := fs.Uint64("c", 0, "exit after `COUNT` packets")
-	rotMB := fs.Int("C", 0, "start a new file when the current one exceeds `MB` millions of bytes")
-	files := fs.Int("W", 0, "with -C, cycle through `FILES` files; with -G alone, exit after FILES files")
-	rotSec := fs.Int("G", 0, "start a new file every `SECONDS` (FILE may hold strftime %Y %m %d %H %M %S)")
-	bufKiB := fs.Int("B", config.DefaultCaptureBuffer>>10, "kernel buffer per CPU in `KiB`")
+	snapFlag := &rangeFlag{n: config.MaxSnaplen, max: config.MaxSnaplen, unit: "bytes"}
+	fs.Var(snapFlag, "s", "bytes of each packet to keep from the network header, 0 for 262144 (at most 65000 are kept: a perf record's limit)")
+	countFlag := &rangeFlag{max: math.MaxInt64, unit: "packets"}
+	fs.Var(countFlag, "c", "exit after `COUNT` packets")
+	rotFlag := &rangeFlag{max: 1 << 20, unit: "millions of bytes"}
+	fs.Var(rotFlag, "C", "start a new file when the current one exceeds `MB` millions of bytes")
+	filesFlag := &rangeFlag{max: 1 << 20, unit: "files"}
+	fs.Var(filesFlag, "W", "with -C, cycle through `FILES` files; with -G alone, exit after FILES files")
+	secFlag := &rangeFlag{max: math.MaxInt32, unit: "seconds"}
+	fs.Var(secFlag, "G", "start a new file every `SECONDS` (FILE may hold strftime %Y %m %d %H %M %S)")
+	bufFlag := &rangeFlag{n: config.DefaultCaptureBuffer >> 10, min: config.MinCaptureBuffer >> 10, max: config.MaxCaptureBuffer >> 10, unit: "KiB"}
+	fs.Var(bufFlag, "B", "kernel buffer per CPU in `KiB`")
 	udp := fs.Bool("udp", false, "also capture UDP datagrams")
 	hook := fs.String("hook", "auto", "hook rung: auto, fentry, kprobe, tp_btf")
 	transport := fs.String("transport", "perf", "kernel to user transport: perf (perf buffers, bpf_skb_output) or ring (BPF ring buffer; tp_btf only, at most 256 bytes a packet)")
@@ -66,42 +75,62 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	snaplen, count, rotMB, files, rotSec := int(snapFlag.n), uint64(countFlag.n), int(rotFlag.n), int(filesFlag.n), int(secFlag.n)
 	hooksList := []string{config.HookAuto, config.HookFentry, config.HookKprobe, config.HookTpBTF}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "sockeye capture: "+format+"\n", a...)
 		return exitUsage
+	}
+	// flag stops at the first argument that is not an option: one after
+	// the filter would otherwise be reported as a filter token.
+	for _, a := range fs.Args() {
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			return bad("option %s after the filter: options come before the filter expression", a)
+		}
 	}
 	expr := strings.Join(fs.Args(), " ")
 	filter, err := config.ParseCaptureFilter(expr)
 	if err != nil {
 		return bad("%v", err)
 	}
+	rotating := func() string {
+		if rotMB > 0 {
+			return "-C"
+		}
+		return "-G"
+	}
 	switch {
-	case *snaplen < 0 || *snaplen > config.MaxSnaplen:
-		return bad("-s %d: want 0 to %d", *snaplen, config.MaxSnaplen)
-	case *rotMB < 0 || *rotSec < 0 || *files < 0:
-		return bad("-C, -G and -W must not be negative")
-	case *files > 0 && *rotMB == 0 && *rotSec == 0:
-		return bad("-W needs -C or -G")
-	case (*rotMB > 0 || *rotSec > 0) && (*file == "" || *file == "-"):
-		return bad("-C and -G need -w FILE")
-	case int64(*bufKiB)<<10 < config.MinCaptureBuffer || int64(*bufKiB)<<10 > config.MaxCaptureBuffer:
-		return bad("-B %d: want %d to %d KiB", *bufKiB, config.MinCaptureBuffer>>10, config.MaxCaptureBuffer>>10)
+	case files > 0 && rotMB == 0 && rotSec == 0:
+		return bad("-W %d needs -C or -G: it bounds the number of rotated files", files)
+	case (rotMB > 0 || rotSec > 0) && *file == "":
+		return bad("%s needs -w FILE: only files are rotated", rotating())
+	case (rotMB > 0 || rotSec > 0) && *file == "-":
+		return bad("%s cannot rotate standard output (-w -): give a file name", rotating())
 	case *transport != "perf" && *transport != "ring":
 		return bad("--transport %q: want perf or ring", *transport)
 	case !slices.Contains(hooksList, *hook):
 		return bad("--hook %q: want one of %s", *hook, strings.Join(hooksList, ", "))
+	case *transport == "ring" && *hook != config.HookAuto && *hook != config.HookTpBTF:
+		return bad("--transport ring works with --hook tp_btf (or auto) only, not %s", *hook)
+	case *udp && filter.TCP:
+		return bad("--udp conflicts with the filter's \"tcp\", which keeps TCP only")
 	}
-	if *snaplen == 0 {
-		*snaplen = config.MaxSnaplen
+	if *iface != "" {
+		// Checked now, before the kernel is asked for anything.
+		if _, err := net.InterfaceByName(*iface); err != nil {
+			return bad("-i %q: no such interface in this network namespace (see `ip link`)", *iface)
+		}
+	}
+	if snaplen == 0 {
+		snaplen = config.MaxSnaplen
 	}
 	src := config.TCPReceiveSource{
 		Hook:        *hook,
-		Snaplen:     uint32(*snaplen),
+		Snaplen:     uint32(snaplen),
 		UDP:         *udp,
 		Interface:   *iface,
 		Filter:      filter,
-		BufferSize:  *bufKiB << 10,
+		BufferSize:  int(bufFlag.n) << 10,
 		Attribution: "socket",
 		Transport:   *transport,
 	}
@@ -116,12 +145,8 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Warn("could not raise RLIMIT_MEMLOCK; loading may fail on kernels before 5.11", "error", err)
 	}
-	kernel, err := hooks.LoadKernel(*btf)
-	if err != nil {
-		fmt.Fprintf(stderr, "sockeye capture: %v\n", err)
-		return exitFailure
-	}
-
+	// The output comes first: a path that cannot be written stops the
+	// capture before anything is loaded into the kernel.
 	var (
 		exp   pipelines.PacketExporter
 		pcap  *pcapng.Exporter
@@ -131,35 +156,45 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 		pcap, err = pcapng.New("pcapng", pcapng.Options{
 			Path:           *file,
 			Stdout:         stdout,
-			RotateBytes:    int64(*rotMB) * 1_000_000,
-			RotateEvery:    time.Duration(*rotSec) * time.Second,
-			Files:          *files,
-			StopAfterFiles: *rotMB == 0 && *rotSec > 0,
+			RotateBytes:    int64(rotMB) * 1_000_000,
+			RotateEvery:    time.Duration(rotSec) * time.Second,
+			Files:          files,
+			StopAfterFiles: rotMB == 0 && rotSec > 0,
 			Application:    "sockeye " + Version,
 			Log:            log,
 		})
 		if err != nil {
-			fmt.Fprintf(stderr, "sockeye capture: %v\n", err)
+			fmt.Fprintf(stderr, "sockeye capture: -w: %v\n", err)
 			return exitFailure
 		}
 		exp, limit = pcap, pcap.Limit()
 	} else {
 		exp = console.New("console", stdout)
 	}
-	s := tcpreceive.New("tcp_receive", src, kernel, log)
-	if err := s.Start(ctx); err != nil {
-		if pcap != nil {
-			pcap.Shutdown(context.Background())
+	kernel, err := hooks.LoadKernel(*btf)
+	if err == nil {
+		s := tcpreceive.New("tcp_receive", src, kernel, log)
+		if err = s.Start(ctx); err == nil {
+			defer s.Close()
+			return runCapture(ctx, s, exp, pcap, limit, *iface, *file != "", count, stderr, log)
 		}
-		fmt.Fprintf(stderr, "sockeye capture: %v\n", err)
-		return exitFailure
 	}
-	defer s.Close()
+	if pcap != nil {
+		pcap.Shutdown(context.Background())
+	}
+	fmt.Fprintf(stderr, "sockeye capture: %v\n", err)
+	return exitFailure
+}
+
+// runCapture runs a started source into exp until ctx is done or the
+// limits are reached, and prints tcpdump's summary.
+func runCapture(ctx context.Context, s *tcpreceive.Source, exp pipelines.PacketExporter, pcap *pcapng.Exporter,
+	limit <-chan struct{}, iface string, toFile bool, count uint64, stderr io.Writer, log *slog.Logger) int {
 	where := "every interface"
-	if *iface != "" {
-		where = *iface
+	if iface != "" {
+		where = iface
 	}
-	if *file != "" {
+	if toFile {
 		fmt.Fprintf(stderr, "sockeye capture: listening on %s (hook %s), link-type LINUX_SLL (Linux cooked v1), snapshot length %d bytes from the network header\n",
 			where, s.Rung(), s.Snaplen())
 	} else {
@@ -178,8 +213,9 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
+	// Losses are logged every second, as the source logs the kernel's.
 	p := &pipelines.PacketsPipeline{Name: "packets/capture", Sources: []pipelines.PacketSource{s},
-		Exporters: []pipelines.PacketExporter{exp}, Log: log, Limit: *count}
+		Exporters: []pipelines.PacketExporter{exp}, Log: log, Limit: count, SelfInterval: time.Second}
 	runErr := p.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -206,4 +242,30 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// rangeFlag is a whole number within [min, max]; its errors say which
+// numbers the flag takes (flag adds the flag's name and the value).
+type rangeFlag struct {
+	n, min, max int64
+	unit        string
+}
+
+func (f *rangeFlag) String() string { return strconv.FormatInt(f.n, 10) }
+func (f *rangeFlag) Set(s string) error {
+	want := fmt.Sprintf("want %s from %d to %d", f.unit, f.min, f.max)
+	if f.max == math.MaxInt64 {
+		want = fmt.Sprintf("want %s, %d or more", f.unit, f.min)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("not a whole number (%s)", want)
+	case n < 0 && f.min == 0:
+		return fmt.Errorf("must not be negative (%s)", want)
+	case n < f.min || n > f.max:
+		return fmt.Errorf("out of range (%s)", want)
+	}
+	f.n = n
+	return nil
 }

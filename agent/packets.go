@@ -50,7 +50,8 @@ func packetsExporters(a *Agent, ctx context.Context, pl *config.Pipeline) error 
 		}
 		w, err := pcapng.New(id.String(), pcapngOptions(e.Pcapng, a))
 		if err != nil {
-			return fmt.Errorf("exporter %s: %w", id, err)
+			// Where the exporter was written, as config errors say it.
+			return &config.Error{File: e.Pos.File, Line: e.Pos.Line, Key: "exporters." + id.String() + ".path", Msg: err.Error()}
 		}
 		a.log.Info("pcapng exporter", "exporter", id.String(), "path", e.Pcapng.Path)
 		a.exporters[key] = w
@@ -74,7 +75,7 @@ func (p packetsPipeline) Close() error {
 }
 
 func startPackets(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
-	p := &pipelines.PacketsPipeline{Name: pl.ID.String(), Log: a.log}
+	p := &pipelines.PacketsPipeline{Name: pl.ID.String(), Log: a.log, SelfInterval: config.DefaultInterval}
 	for _, id := range pl.Exporters {
 		if a.cfg.Exporters[id].Console != nil {
 			p.Exporters = append(p.Exporters, a.consoleExporter(id))
@@ -82,6 +83,14 @@ func startPackets(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.K
 		}
 		if e, ok := a.exporters[exporterKey{id, config.SignalPackets}].(pipelines.PacketExporter); ok {
 			p.Exporters = append(p.Exporters, e)
+		}
+	}
+	// No OTLP exporter takes packets: the pipeline's loss counters go out
+	// through the agent's OTLP metrics exporters, those of its other
+	// pipelines, if there are any.
+	for key, e := range a.exporters {
+		if m, ok := e.(pipelines.MetricExporter); ok && key.signal == config.SignalMetrics {
+			p.SelfExporters = append(p.SelfExporters, m)
 		}
 	}
 	var status []SourceStatus

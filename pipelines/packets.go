@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // A packets pipeline streams individual packets, not aggregates: its source
@@ -108,7 +111,9 @@ type PacketSource interface {
 	Close() error
 }
 
-// PacketExporter receives every batch of the pipelines it is part of.
+// PacketExporter receives every batch of the pipelines it is part of. An
+// exporter that is also a SelfReporter counts and logs its own losses: the
+// pipeline reports its loss points instead of its errors.
 type PacketExporter interface {
 	Name() string
 	ExportPackets(ctx context.Context, b *PacketBatch) error
@@ -116,23 +121,49 @@ type PacketExporter interface {
 	Shutdown(ctx context.Context) error
 }
 
+// MetricEventsLost is the self-metric counting what is lost anywhere on the
+// way, by AttrReason.
+const MetricEventsLost = "sockeye.agent.events.lost"
+
+// AttrReason says why a loss happened ("write_failed", "queue_full", ...).
+const AttrReason = attribute.Key("sockeye.reason")
+
 // ErrLimit is returned by PacketsPipeline.Run when Limit packets were exported.
 var ErrLimit = errors.New("packet limit reached")
 
 // PacketsPipeline runs its sources, one goroutine each, and hands every
-// batch to every exporter.
+// batch to every exporter. Every SelfInterval it logs what its exporters
+// lost since the last time and sends their counters to SelfExporters.
 type PacketsPipeline struct {
-	Name      string
-	Sources   []PacketSource
-	Exporters []PacketExporter
-	Log       *slog.Logger
+	Name          string
+	Sources       []PacketSource
+	Exporters     []PacketExporter
+	SelfExporters []MetricExporter
+	// SelfInterval is how often losses are logged and exported; default 5s.
+	SelfInterval time.Duration
+	Log          *slog.Logger
 	// Limit stops the pipeline after that many packets (0: no limit).
 	Limit uint64
+}
+
+// exportState is what the pipeline knows of one exporter between two
+// reports.
+type exportState struct {
+	exporter PacketExporter
+	// errors counts failed exports of an exporter that does not report its
+	// own losses; lastErr is the latest.
+	errors, seenErrors atomic.Int64
+	lastErr            atomic.Pointer[error]
+	// seen are the exporter's loss counters as last logged.
+	seen map[attribute.Distinct]int64
 }
 
 // Run blocks until ctx is done (or Limit is reached) and the sources have
 // drained.
 func (p *PacketsPipeline) Run(ctx context.Context) error {
+	if p.Log == nil {
+		p.Log = slog.Default()
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	errs := make(chan error, len(p.Sources))
@@ -141,6 +172,10 @@ func (p *PacketsPipeline) Run(ctx context.Context) error {
 	if len(p.Sources) > 1 {
 		// Exporters see one batch at a time, whatever the number of sources.
 		gate = make(chan struct{}, 1)
+	}
+	states := make([]*exportState, len(p.Exporters))
+	for i, e := range p.Exporters {
+		states[i] = &exportState{exporter: e, seen: map[attribute.Distinct]int64{}}
 	}
 	for _, s := range p.Sources {
 		go func() {
@@ -161,23 +196,90 @@ func (p *PacketsPipeline) Run(ctx context.Context) error {
 				}
 				// Exports keep going after cancellation: the final drain must reach the file.
 				ectx := context.WithoutCancel(ctx)
-				for _, e := range p.Exporters {
-					if err := e.ExportPackets(ectx, b); err != nil {
-						p.Log.Warn("export failed", "pipeline", p.Name, "exporter", e.Name(), "error", err)
+				for _, st := range states {
+					if err := st.exporter.ExportPackets(ectx, b); err != nil {
+						// Logged once per interval, not once per batch: a full
+						// disk fails every batch.
+						st.errors.Add(1)
+						st.lastErr.Store(&err)
 					}
 				}
 				return nil
 			})
 		}()
 	}
+	interval := p.SelfInterval
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	var all []error
-	for range p.Sources {
-		if err := <-errs; err != nil && !errors.Is(err, context.Canceled) {
-			all = append(all, err)
+	for left := len(p.Sources); left > 0; {
+		select {
+		case err := <-errs:
+			left--
+			if err != nil && !errors.Is(err, context.Canceled) {
+				all = append(all, err)
+			}
+		case <-t.C:
+			p.reportSelf(ctx, states)
 		}
 	}
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), interval)
+	p.reportSelf(fctx, states)
+	fcancel()
 	if errors.Is(context.Cause(ctx), ErrLimit) {
 		all = append(all, ErrLimit)
 	}
 	return errors.Join(all...)
+}
+
+// reportSelf logs the losses of the exporters since the last call and
+// sends their counters to the self exporters.
+func (p *PacketsPipeline) reportSelf(ctx context.Context, states []*exportState) {
+	var self []SelfPoint
+	for _, st := range states {
+		name := st.exporter.Name()
+		sr, ok := st.exporter.(SelfReporter)
+		if !ok {
+			if n := st.errors.Load(); n > st.seenErrors.Load() {
+				var last error
+				if e := st.lastErr.Load(); e != nil {
+					last = *e
+				}
+				p.Log.Warn("packets export failed", "pipeline", p.Name, "exporter", name,
+					"batches", n-st.seenErrors.Load(), "error", last)
+				st.seenErrors.Store(n)
+			}
+			continue
+		}
+		for _, pt := range sr.Self() {
+			self = append(self, pt)
+			if pt.Name != MetricEventsLost || pt.Kind != SelfCounter {
+				continue
+			}
+			set := attribute.NewSet(pt.Attrs...)
+			if prev := st.seen[set.Equivalent()]; pt.Value > prev {
+				reason, _ := set.Value(AttrReason)
+				p.Log.Warn("packets lost", "pipeline", p.Name, "exporter", name, "reason", reason.AsString(),
+					"lost", pt.Value-prev, "lost_total", pt.Value)
+			}
+			st.seen[set.Equivalent()] = pt.Value
+		}
+	}
+	for _, s := range p.Sources {
+		if sr, ok := s.(SelfReporter); ok {
+			self = append(self, sr.Self()...)
+		}
+	}
+	if len(self) == 0 || len(p.SelfExporters) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, e := range p.SelfExporters {
+		if err := e.ExportMetrics(ctx, &Batch{Pipeline: p.Name, End: now, Self: self}); err != nil {
+			p.Log.Warn("self-telemetry export failed", "pipeline", p.Name, "exporter", e.Name(), "error", err)
+		}
+	}
 }

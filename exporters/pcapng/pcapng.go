@@ -36,6 +36,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockeye/sockeye/pipelines"
@@ -84,11 +85,16 @@ type Options struct {
 
 // Counts are what the exporter did since it started.
 type Counts struct {
+	// Written packets reached the file, or its buffer when nothing failed
+	// since; a packet whose bytes did not all reach the file is Failed.
 	Written uint64
 	// Failed packets could not be written (a write error, e.g. a full disk).
 	Failed uint64
 	Files  int
 }
+
+// ReasonWriteFailed is the sockeye.reason of packets lost to write errors.
+const ReasonWriteFailed = "write_failed"
 
 // Exporter is a pcapng exporter. It is safe for concurrent use.
 type Exporter struct {
@@ -112,7 +118,10 @@ type request struct {
 	ack  chan error
 }
 
-var _ pipelines.PacketExporter = (*Exporter)(nil)
+var (
+	_ pipelines.PacketExporter = (*Exporter)(nil)
+	_ pipelines.SelfReporter   = (*Exporter)(nil)
+)
 
 // New opens the first file (so that a bad path fails now) and starts the
 // writer goroutine.
@@ -159,6 +168,17 @@ func (e *Exporter) Counts() Counts {
 	return Counts{Written: e.written.Load(), Failed: e.failed.Load(), Files: int(e.files.Load())}
 }
 
+// Self reports the packets lost to write errors.
+func (e *Exporter) Self() []pipelines.SelfPoint {
+	return []pipelines.SelfPoint{{
+		Name: pipelines.MetricEventsLost, Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.",
+		Kind: pipelines.SelfCounter,
+		Attrs: []attribute.KeyValue{attribute.String("sockeye.exporter", e.name),
+			pipelines.AttrReason.String(ReasonWriteFailed)},
+		Value: int64(e.failed.Load()),
+	}}
+}
+
 // ExportPackets hands the batch to the writer goroutine and waits until it
 // is written (into the file's buffer; see Flush).
 func (e *Exporter) ExportPackets(ctx context.Context, b *pipelines.PacketBatch) error {
@@ -197,6 +217,7 @@ type writer struct {
 	start time.Time
 
 	file  *os.File // nil for standard output
+	name  string   // of the current file, for the log
 	bw    *bufio.Writer
 	cw    countWriter
 	ng    *pcapgo.NgWriter
@@ -205,7 +226,14 @@ type writer struct {
 	perPacket bool
 	dirty     bool
 	stopped   bool // StopAfterFiles reached: nothing more is written
-	failing   bool // a write failed; logged once per file
+	// failErr is the first write error of the current file. The buffer
+	// keeps it and a block may be cut short, so nothing more is written to
+	// that file: its packets are counted as failed until the next one.
+	failErr error
+	// pending are the stream offsets at which the packets counted as
+	// written since the last successful flush end; those past what reached
+	// the file are lost when a write fails.
+	pending []int64
 
 	snaplen int // of every interface block, from the first batch
 	snapSet bool
@@ -290,6 +318,7 @@ func Name(opts Options, index int, t time.Time) string {
 func (w *writer) open(now time.Time) error {
 	var out io.Writer
 	if w.opts.Path == "-" {
+		w.name = "standard output"
 		out = w.opts.Stdout
 		if out == nil {
 			out = os.Stdout
@@ -302,16 +331,21 @@ func (w *writer) open(now time.Time) error {
 		name := Name(w.opts, w.index, now)
 		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 		if err != nil {
-			return fmt.Errorf("pcapng: %w", err)
+			// The path error would name the file twice.
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("cannot create capture file %s: %w", name, err)
 		}
-		w.file, out = f, f
+		w.file, out, w.name = f, f, name
 		w.perPacket = w.opts.Flush == FlushPacket || w.opts.Flush == FlushAuto && !isRegular(f)
 	}
 	w.cw = countWriter{w: out}
 	w.bw = bufio.NewWriterSize(&w.cw, 256<<10)
 	w.ng = nil
 	clear(w.ids)
-	w.failing = false
+	w.failErr, w.pending = nil, w.pending[:0]
 	w.e.files.Add(1)
 	if len(w.known) > 0 {
 		return w.begin()
@@ -388,6 +422,9 @@ func (w *writer) see(i pipelines.Interface) (int, error) {
 	if !known {
 		w.known = append(w.known, i)
 	}
+	if w.failErr != nil {
+		return 0, w.failErr
+	}
 	if w.ng == nil {
 		if err := w.begin(); err != nil {
 			return 0, err
@@ -404,6 +441,11 @@ func (w *writer) see(i pipelines.Interface) (int, error) {
 
 func (w *writer) write(b *pipelines.PacketBatch) error {
 	if w.stopped {
+		if w.failErr != nil {
+			// No file could be started: what comes is lost, and counted.
+			w.e.failed.Add(uint64(len(b.Packets)))
+			return w.failErr
+		}
 		return nil
 	}
 	if !w.snapSet {
@@ -412,9 +454,9 @@ func (w *writer) write(b *pipelines.PacketBatch) error {
 	if b.Stats != nil {
 		w.stats[b.Source] = append(w.stats[b.Source][:0], b.Stats...)
 		for _, s := range b.Stats {
-			if _, err := w.see(s.Iface); err != nil {
-				return err
-			}
+			// A failure is recorded by fail; the batch's packets are
+			// still counted, one by one, below.
+			w.see(s.Iface)
 		}
 	}
 	var firstErr error
@@ -422,6 +464,10 @@ func (w *writer) write(b *pipelines.PacketBatch) error {
 		if w.opts.RotateBytes > 0 && w.size() > w.opts.RotateBytes {
 			w.rotate(time.Now())
 			if w.stopped {
+				if w.failErr != nil {
+					w.e.failed.Add(uint64(len(b.Packets) - i))
+					return w.failErr
+				}
 				return nil
 			}
 		}
@@ -445,6 +491,9 @@ func (w *writer) write(b *pipelines.PacketBatch) error {
 func (w *writer) size() int64 { return w.cw.n + int64(w.bw.Buffered()) }
 
 func (w *writer) packet(p *pipelines.Packet) error {
+	if w.failErr != nil {
+		return w.failErr
+	}
 	id, err := w.see(p.Iface)
 	if err != nil {
 		return err
@@ -465,6 +514,17 @@ func (w *writer) packet(p *pipelines.Packet) error {
 	}
 	if err := w.ng.WritePacketWithOptions(ci, w.frame, opts); err != nil {
 		return w.fail(err)
+	}
+	// NgWriter writes straight into bw (bufio reuses a large enough
+	// bufio.Writer), so the stream offset where the packet ends is known.
+	w.pending = append(w.pending, w.size())
+	if len(w.pending) > 64 && w.pending[0] <= w.cw.n {
+		// bw wrote its buffer on its own: those packets are in the file.
+		i := 0
+		for i < len(w.pending) && w.pending[i] <= w.cw.n {
+			i++
+		}
+		w.pending = append(w.pending[:0], w.pending[i:]...)
 	}
 	return nil
 }
@@ -492,16 +552,39 @@ func (w *writer) comment(o pipelines.Owner) string {
 	return c
 }
 
+// fail records the current file's first write error, logs it once and
+// moves the packets whose bytes did not all reach the file from written to
+// failed.
 func (w *writer) fail(err error) error {
-	if !w.failing {
-		w.failing = true
-		w.e.log.Error("pcapng write failed; packets are lost until the next file", "error", err)
+	if w.failErr != nil {
+		return w.failErr
 	}
+	w.failErr = err
+	var lost uint64
+	for _, end := range w.pending {
+		if end > w.cw.n {
+			lost++
+		}
+	}
+	w.pending = w.pending[:0]
+	if lost > 0 {
+		w.e.written.Add(-lost)
+		w.e.failed.Add(lost)
+	}
+	until := "from now on"
+	if w.opts.RotateBytes > 0 || w.opts.RotateEvery > 0 {
+		until = "until the next file"
+	}
+	w.e.log.Error("cannot write the capture file; its packets are counted as lost (reason "+ReasonWriteFailed+") "+until,
+		"file", w.name, "error", err, "lost_buffered", lost)
 	return err
 }
 
 func (w *writer) flush() {
 	w.dirty = false
+	if w.failErr != nil {
+		return
+	}
 	if w.ng != nil {
 		if err := w.ng.Flush(); err != nil {
 			w.fail(err)
@@ -510,7 +593,9 @@ func (w *writer) flush() {
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.fail(err)
+		return
 	}
+	w.pending = w.pending[:0]
 }
 
 // statistics writes one statistics block per interface of the file: the
@@ -559,8 +644,11 @@ func (w *writer) finish(now time.Time) error {
 	w.statistics(now)
 	w.flush()
 	var err error
-	if w.failing {
-		err = errors.New("pcapng: write errors (see the log)")
+	if w.failErr != nil {
+		err = fmt.Errorf("pcapng: %w", w.failErr)
+		if !strings.Contains(w.failErr.Error(), w.name) {
+			err = fmt.Errorf("pcapng: %s: %w", w.name, w.failErr)
+		}
 	}
 	if w.file != nil {
 		if cerr := w.file.Close(); cerr != nil && err == nil {
@@ -582,14 +670,17 @@ func (w *writer) rotate(now time.Time) {
 		return
 	}
 	if err := w.open(now); err != nil {
-		w.e.log.Error("cannot start the next capture file; packets are lost", "error", err)
-		w.stopped = true
+		w.e.log.Error("cannot start the next capture file; packets are counted as lost (reason "+ReasonWriteFailed+") from now on", "error", err)
+		w.stopped, w.failErr = true, err
 		close(w.e.limit)
 	}
 }
 
 func (w *writer) close(now time.Time) error {
 	if w.stopped {
+		if w.failErr != nil {
+			return fmt.Errorf("pcapng: %w", w.failErr)
+		}
 		return nil
 	}
 	return w.finish(now)

@@ -124,8 +124,15 @@ func writeTree(w *bufio.Writer, spans []pipelines.Span) {
 		return
 	}
 	base := tops[0].Start
+	// Span ids come from the kernel's records: a broken record may repeat an
+	// id or name itself as parent, which must not make the walk loop.
+	printed := make(map[*pipelines.Span]bool, len(spans))
 	var walk func(s *pipelines.Span, depth int)
 	walk = func(s *pipelines.Span, depth int) {
+		if printed[s] {
+			return
+		}
+		printed[s] = true
 		line := func(arrow string, us int64) {
 			fmt.Fprintf(w, "%6d %s(%d):%-*s %s %s", us, s.Thread.Command, s.Thread.TID, depth+1, "", arrow, s.Name)
 		}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
@@ -64,6 +65,9 @@ type Source struct {
 	lost   bpftcp.Lost
 
 	delivered, perfLost, undecodable atomic.Uint64
+	// kernelLost is Counts().KernelDropped as of the last read of the
+	// kernel's counters, for Self from another goroutine.
+	kernelLost atomic.Uint64
 }
 
 type iface struct {
@@ -114,6 +118,23 @@ func (s *Source) Counts() Counts {
 	// The perf buffer reports each loss too; either count may lag the other.
 	kernel = max(kernel, attributed+s.lost.Unattributed)
 	return Counts{Delivered: s.delivered.Load(), KernelDropped: kernel, Undecodable: s.undecodable.Load()}
+}
+
+// Self is the source's loss counters as self-telemetry; safe to call
+// while Run goes on.
+func (s *Source) Self() []pipelines.SelfPoint {
+	src := attribute.String("sockeye.source", s.name)
+	lost := func(reason string, n uint64) pipelines.SelfPoint {
+		return pipelines.SelfPoint{Name: pipelines.MetricEventsLost, Unit: "{event}",
+			Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
+			Attrs: []attribute.KeyValue{src, pipelines.AttrReason.String(reason)}, Value: int64(n)}
+	}
+	return []pipelines.SelfPoint{
+		lost("kernel_buffer_full", max(s.kernelLost.Load(), s.perfLost.Load())),
+		lost("decode_error", s.undecodable.Load()),
+		{Name: "sockeye.agent.events.read", Unit: "{event}", Description: "Records read from a kernel buffer.",
+			Kind: pipelines.SelfCounter, Attrs: []attribute.KeyValue{src}, Value: int64(s.delivered.Load())},
+	}
 }
 
 // Filter converts the configured filter for the kernel.
@@ -273,7 +294,9 @@ func (s *Source) Run(ctx context.Context, emit func(*pipelines.PacketBatch) erro
 			} else {
 				s.lost = l
 			}
-			if total := s.Counts().KernelDropped; total > before {
+			total := s.Counts().KernelDropped
+			s.kernelLost.Store(total)
+			if total > before {
 				s.log.Warn("kernel buffer full: packets lost; raise buffer_size (-B) or narrow the filter",
 					"lost", total-before, "lost_total", total)
 			}

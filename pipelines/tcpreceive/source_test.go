@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -213,22 +212,7 @@ func runCapture(t *testing.T, k *hooks.Kernel, cfg config.TCPReceiveSource, traf
 	return &capture{file: file, console: out.String(), counts: src.Counts(), written: w.Counts()}, nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 // tsharkFields reads a file with tshark and returns one line per packet.
 func tsharkFields(t *testing.T, file string, fields ...string) []string {

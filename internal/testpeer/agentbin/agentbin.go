@@ -3,7 +3,6 @@
 package agentbin
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sockeye/sockeye/internal/testenv"
 )
 
 var (
@@ -136,19 +137,4 @@ func (a *Agent) Exited() (bool, int) {
 func (a *Agent) Stdout() string { return a.stdout.String() }
 func (a *Agent) Stderr() string { return a.stderr.String() }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.SyncBuffer
