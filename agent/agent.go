@@ -13,6 +13,8 @@ import (
 	"github.com/sockeye/sockeye/bpf/hooks"
 	"github.com/sockeye/sockeye/config"
 	"github.com/sockeye/sockeye/exporters/console"
+	"github.com/sockeye/sockeye/pipelines/containers"
+	"github.com/sockeye/sockeye/pipelines/processors"
 )
 
 // Agent runs the pipelines of one config.
@@ -35,6 +37,9 @@ type Agent struct {
 	Failed map[string]error
 	// level is the log level a reload may change.
 	level *slog.LevelVar
+	// resolvers are the containers processors' pid lookups, one per
+	// setting, shared by the pipelines (and kept across reloads).
+	resolvers map[config.ContainersProcessor]*containers.Resolver
 	// capsDropped is set once drop_capabilities has taken effect: nothing
 	// new can be attached after that.
 	capsDropped bool
@@ -93,7 +98,19 @@ func New(cfg *config.Config, stdout io.Writer, log *slog.Logger, env func(string
 		exporters: map[exporterKey]shutdowner{},
 		console:   map[config.ID]*console.Exporter{},
 		Failed:    map[string]error{},
+		resolvers: map[config.ContainersProcessor]*containers.Resolver{},
 	}
+}
+
+// containersProcessor makes a containers processor for p, sharing the
+// resolver (and its cache) with the others of the same settings.
+func (a *Agent) containersProcessor(p *config.Processor) *processors.Containers {
+	r, ok := a.resolvers[*p.Containers]
+	if !ok {
+		r = processors.NewResolver(p.Containers)
+		a.resolvers[*p.Containers] = r
+	}
+	return processors.NewContainers(p.ID.String(), r)
 }
 
 // WithLevel lets reloads change the log level.

@@ -23,9 +23,12 @@ func newLogSource(a *Agent, src *config.Source, k *hooks.Kernel) (pipelines.LogS
 	return nil, fmt.Errorf("source %s: no logs source of type %q", src.ID, src.ID.Type)
 }
 
-func newLogProcessor(p *config.Processor) (pipelines.LogProcessor, error) {
-	if p.Filter != nil {
+func newLogProcessor(a *Agent, p *config.Processor) (pipelines.LogProcessor, error) {
+	switch {
+	case p.Filter != nil:
 		return processors.NewFilter(p.ID.String(), p.Filter), nil
+	case p.Containers != nil:
+		return a.containersProcessor(p), nil
 	}
 	return nil, fmt.Errorf("processor %s: not a logs processor", p.ID)
 }
@@ -85,7 +88,7 @@ func (p logsPipeline) Close() error {
 func startLogs(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
 	p := &pipelines.LogsPipeline{Name: pl.ID.String(), SelfInterval: config.DefaultInterval, Log: a.log}
 	for _, id := range pl.Processors {
-		proc, err := newLogProcessor(a.cfg.Processors[id])
+		proc, err := newLogProcessor(a, a.cfg.Processors[id])
 		if err != nil {
 			return nil, nil, err
 		}

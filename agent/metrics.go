@@ -26,12 +26,14 @@ func newMetricSource(a *Agent, src *config.Source, k *hooks.Kernel) (pipelines.M
 	return nil, fmt.Errorf("source %s: no metrics source of type %q", src.ID, src.ID.Type)
 }
 
-func newMetricProcessor(p *config.Processor) (pipelines.MetricProcessor, error) {
+func newMetricProcessor(a *Agent, p *config.Processor) (pipelines.MetricProcessor, error) {
 	switch {
 	case p.Filter != nil:
 		return processors.NewFilter(p.ID.String(), p.Filter), nil
 	case p.Attributes != nil:
 		return processors.NewAttributes(p.ID.String(), p.Attributes), nil
+	case p.Containers != nil:
+		return a.containersProcessor(p), nil
 	}
 	return nil, fmt.Errorf("processor %s: not a metrics processor", p.ID)
 }
@@ -82,7 +84,7 @@ func (p metricsPipeline) Close() error {
 func startMetrics(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
 	p := &pipelines.MetricsPipeline{Name: pl.ID.String(), Interval: pl.Interval, Log: a.log}
 	for _, id := range pl.Processors {
-		proc, err := newMetricProcessor(a.cfg.Processors[id])
+		proc, err := newMetricProcessor(a, a.cfg.Processors[id])
 		if err != nil {
 			return nil, nil, err
 		}

@@ -102,8 +102,12 @@ func startTraces(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Ke
 			p.SelfExporters = append(p.SelfExporters, e)
 		}
 	}
-	if len(pl.Processors) > 0 {
-		return nil, nil, fmt.Errorf("pipeline %s: traces pipelines take no processors yet", pl.ID)
+	for _, id := range pl.Processors {
+		proc := a.cfg.Processors[id]
+		if proc.Containers == nil {
+			return nil, nil, fmt.Errorf("processor %s: not a traces processor", id)
+		}
+		p.Processors = append(p.Processors, a.containersProcessor(proc))
 	}
 	var status []SourceStatus
 	for _, id := range pl.Sources {

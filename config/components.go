@@ -87,6 +87,11 @@ func processorKinds() map[string]kind[Processor] {
 			keys:    []string{"drop", "keep"},
 			decode:  func(d *decoder, f fields, p *Processor) { p.Attributes = d.attributes(f) },
 		},
+		"containers": {
+			signals: []Signal{SignalMetrics, SignalLogs, SignalTraces},
+			keys:    []string{"proc_root", "pod_logs_root"},
+			decode:  func(d *decoder, f fields, p *Processor) { p.Containers = d.containers(f) },
+		},
 	}
 }
 

@@ -821,6 +821,18 @@ pipelines: {metrics: {sources: [traffic], exporters: [console]}}
 log:
   level: verbose
 `, nil, 5, `log.level: invalid value "verbose" (want debug, info, warn, error)`, 0},
+		{"relative pod_logs_root", `sources: {traffic: }
+processors:
+  containers:
+    pod_logs_root: var/log/pods
+exporters: {console: }
+pipelines: {metrics: {sources: [traffic], processors: [containers], exporters: [console]}}
+`, nil, 4, `processors.containers.pod_logs_root: want an absolute path, got "var/log/pods"`, 0},
+		{"containers processor in a packets pipeline", `sources: {tcp_receive: }
+processors: {containers: }
+exporters: {console: }
+pipelines: {packets: {sources: [tcp_receive], processors: [containers], exporters: [console]}}
+`, nil, 4, `processor "containers" handles metrics, logs, traces, not packets`, 0},
 		{"bad health endpoint", `sources: {traffic: }
 exporters: {console: }
 pipelines: {metrics: {sources: [traffic], exporters: [console]}}

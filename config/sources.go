@@ -173,7 +173,8 @@ func (d *decoder) attributes(f fields) *AttributesProcessor {
 	if len(d.errs) == before && len(elems) == 0 {
 		d.errorf(f.keyLine(key), path, "want a non-empty list of attribute names")
 	}
-	known := allSourceAttributes()
+	// The containers processor's attributes may be cut as well.
+	known := append(allSourceAttributes(), ContainerAttributes...)
 	seen := map[string]int{}
 	var names []string
 	for i, e := range elems {
@@ -198,6 +199,29 @@ func (d *decoder) attributes(f fields) *AttributesProcessor {
 		p.Drop = names
 	} else {
 		p.Keep = names
+	}
+	return p
+}
+
+// ContainerAttributes are what the containers processor adds.
+var ContainerAttributes = []string{"container.id", "k8s.pod.uid", "k8s.pod.name", "k8s.namespace.name"}
+
+func (d *decoder) containers(f fields) *ContainersProcessor {
+	p := &ContainersProcessor{ProcRoot: "/proc", PodLogsRoot: "/var/log/pods"}
+	for _, o := range []struct {
+		key string
+		dst *string
+	}{{"proc_root", &p.ProcRoot}, {"pod_logs_root", &p.PodLogsRoot}} {
+		key, dst := o.key, o.dst
+		v, ok := d.str(f.get(key), join(f.path, key))
+		if !ok {
+			continue
+		}
+		if v != "-" && !strings.HasPrefix(v, "/") {
+			d.errorf(f.keyLine(key), join(f.path, key), "want an absolute path, got %q", v)
+			continue
+		}
+		*dst = v
 	}
 	return p
 }

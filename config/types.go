@@ -135,6 +135,17 @@ type Processor struct {
 	Pos        Pos
 	Filter     *FilterProcessor
 	Attributes *AttributesProcessor
+	Containers *ContainersProcessor
+}
+
+// ContainersProcessor adds container.id and the Kubernetes pod of each
+// row's, record's or span's process.pid.
+type ContainersProcessor struct {
+	// ProcRoot is where the processes' /proc is (default /proc).
+	ProcRoot string
+	// PodLogsRoot holds kubelet's <namespace>_<pod>_<uid> directories
+	// (default /var/log/pods); "-" turns pod names off.
+	PodLogsRoot string
 }
 
 // FilterProcessor keeps rows matching Include (when any is given) and not

@@ -52,6 +52,7 @@ const (
 	collectorOTLP  = "http://otel-collector.observability.svc:4317"
 	capturesDir    = "/var/lib/sockeye/captures"
 	kernelBTFDir   = "/sys/kernel/btf"
+	podLogsDir     = "/var/log/pods"
 	configMountDir = "/etc/sockeye"
 )
 
@@ -306,7 +307,7 @@ func TestKubernetesManifests(t *testing.T) {
 		volumes[str(v, "name")] = v
 	}
 	var configMap, configKey string
-	btfMounted := false
+	btfMounted, podLogsMounted := false, false
 	for _, m := range list(c, "volumeMounts") {
 		v := volumes[str(m, "name")]
 		if v == nil {
@@ -322,9 +323,15 @@ func TestKubernetesManifests(t *testing.T) {
 		if str(m, "mountPath") == configMountDir {
 			configMap = str(v, "configMap", "name")
 		}
+		if str(v, "hostPath", "path") == podLogsDir && str(m, "mountPath") == podLogsDir {
+			podLogsMounted = get(m, "readOnly") == true
+		}
 	}
 	if !btfMounted {
 		t.Errorf("no hostPath volume of %s mounted at the same path", kernelBTFDir)
+	}
+	if !podLogsMounted {
+		t.Errorf("no read-only hostPath volume of %s at the same path: the containers processor finds pod names there", podLogsDir)
 	}
 	args := strList(c, "args")
 	if i := slices.Index(args, "--config"); i >= 0 && i+1 < len(args) {

@@ -68,6 +68,13 @@ type TraceConsole interface {
 	End(w io.Writer) error
 }
 
+// TraceProcessor changes spans in place on their way to the exporters,
+// from the pipeline's one exporting goroutine.
+type TraceProcessor interface {
+	Name() string
+	ProcessSpans(b *SpanBatch)
+}
+
 // TraceSource is a kernel-backed source of spans.
 type TraceSource interface {
 	Name() string
@@ -104,9 +111,10 @@ const DefaultTraceQueue = 65536
 // bounded queue: a source never waits for an exporter, and what does not
 // fit is dropped and counted (sockeye.agent.spans.dropped).
 type TracesPipeline struct {
-	Name      string
-	Sources   []TraceSource
-	Exporters []TraceExporter
+	Name       string
+	Sources    []TraceSource
+	Processors []TraceProcessor
+	Exporters  []TraceExporter
 	// SelfExporters receive the sources' and exporters' own telemetry every
 	// SelfInterval (metrics exporters of the same otlp exporters).
 	SelfExporters []MetricExporter
@@ -209,6 +217,9 @@ func (p *TracesPipeline) Run(ctx context.Context) error {
 			}
 			p.queued.Add(-int64(len(b.Spans)))
 			p.spans.Add(int64(len(b.Spans)))
+			for _, proc := range p.Processors {
+				proc.ProcessSpans(b)
+			}
 			for _, e := range p.Exporters {
 				if err := e.ExportSpans(exportCtx, b); err != nil {
 					p.Log.Warn("export failed", "pipeline", p.Name, "exporter", e.Name(), "error", err)
