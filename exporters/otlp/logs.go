@@ -112,6 +112,7 @@ func newLogExporter(ctx context.Context, cfg *config.OTLPExporter) (sdklog.Expor
 		opts := []otlploggrpc.Option{
 			otlploggrpc.WithEndpoint(ep.hostPort),
 			otlploggrpc.WithTimeout(cfg.Timeout),
+			otlploggrpc.WithDialOption(grpcDialOptions()...),
 		}
 		if plain {
 			opts = append(opts, otlploggrpc.WithInsecure())

@@ -38,6 +38,9 @@ type Metrics struct {
 
 	mu          sync.Mutex
 	instruments map[string]*instrument
+	// finals counts the series marked final, so exports skip the search
+	// for delivered ones when there are none.
+	finals int
 
 	failures atomic.Int64
 	exports  atomic.Int64
@@ -51,8 +54,12 @@ type instrument struct {
 type series struct {
 	attrs attribute.Set
 	value int64
-	// final series are observed once more, then forgotten.
+	// final series are forgotten once an export that observed them
+	// succeeded: forgetting them at the first observation would lose their
+	// last total when that export fails (a collector outage).
 	final bool
+	// observed: a collection saw the series as it is now.
+	observed bool
 }
 
 // NewMetrics connects nothing yet (the SDK dials lazily); it fails only on
@@ -147,6 +154,7 @@ func newMetricExporter(ctx context.Context, cfg *config.OTLPExporter) (sdkmetric
 		opts := []otlpmetricgrpc.Option{
 			otlpmetricgrpc.WithEndpoint(ep.hostPort),
 			otlpmetricgrpc.WithTimeout(cfg.Timeout),
+			otlpmetricgrpc.WithDialOption(grpcDialOptions()...),
 			otlpmetricgrpc.WithTemporalitySelector(temporality(cfg.Temporality)),
 		}
 		if plain {
@@ -189,7 +197,13 @@ func (m *Metrics) ExportMetrics(_ context.Context, b *pipelines.Batch) error {
 			}
 			s := inst.get(append(append([]attribute.KeyValue(nil), r.Attrs...), def.Attrs...))
 			s.value += r.Values[def.Column]
-			s.final = r.Final
+			switch {
+			case r.Final && !s.final:
+				m.finals++
+			case !r.Final && s.final:
+				m.finals--
+			}
+			s.final, s.observed = r.Final, false
 		}
 	}
 	for _, p := range b.Self {
@@ -224,11 +238,9 @@ func (m *Metrics) instrument(name, unit, desc string, gauge bool) (*instrument, 
 	cb := func(_ context.Context, o metric.Int64Observer) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		for k, s := range inst.series {
+		for _, s := range inst.series {
 			o.Observe(s.value, metric.WithAttributeSet(s.attrs))
-			if s.final {
-				delete(inst.series, k)
-			}
+			s.observed = true
 		}
 		return nil
 	}
@@ -266,6 +278,26 @@ func (m *Metrics) selfInstruments() error {
 	return err
 }
 
+// forgetDelivered drops the final series the export that just succeeded
+// carried. Collections run one at a time (the periodic reader's loop, then
+// its last one at shutdown), so a series observed and unchanged since was
+// in that export.
+func (m *Metrics) forgetDelivered() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.finals == 0 {
+		return
+	}
+	for _, inst := range m.instruments {
+		for k, s := range inst.series {
+			if s.final && s.observed {
+				delete(inst.series, k)
+				m.finals--
+			}
+		}
+	}
+}
+
 // Failures is how many exports failed so far.
 func (m *Metrics) Failures() int64 { return m.failures.Load() }
 
@@ -285,7 +317,9 @@ type countingExporter struct {
 func (c *countingExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	c.m.exports.Add(1)
 	err := c.Exporter.Export(ctx, rm)
-	if err != nil {
+	if err == nil {
+		c.m.forgetDelivered()
+	} else {
 		c.m.failures.Add(1)
 		now := time.Now().Unix()
 		if last := c.last.Load(); now-last >= 30 && c.last.CompareAndSwap(last, now) {

@@ -171,3 +171,50 @@ func TestBadTLSFileFailsEarly(t *testing.T) {
 		t.Fatalf("want an error naming the CA file, got %v", err)
 	}
 }
+
+// TestFinalSeriesKeptUntilExported: the last total of an exited process
+// must not be forgotten when the export that carried it failed (a
+// collector outage), or its traffic since the previous export is lost.
+func TestFinalSeriesKeptUntilExported(t *testing.T) {
+	rec := &recorder{}
+	m := newTest(t, rec)
+	ctx := context.Background()
+	pid := attribute.Int("process.pid", 7)
+	m.ExportMetrics(ctx, batch(100, false))
+	m.ForceFlush(ctx)
+
+	rec.mu.Lock()
+	rec.fail = true
+	rec.mu.Unlock()
+	m.ExportMetrics(ctx, batch(10, true))
+	m.ForceFlush(ctx)
+	m.ForceFlush(ctx)
+
+	rec.mu.Lock()
+	rec.fail = false
+	rec.mu.Unlock()
+	m.ForceFlush(ctx)
+	if got, ok := rec.value(t, "bytes", pid); !ok || got != 110 {
+		t.Fatalf("after the outage: %d (found %v), want the final total 110", got, ok)
+	}
+	m.ForceFlush(ctx)
+	if _, ok := rec.value(t, "bytes", pid); ok {
+		t.Error("series of an exited process still exported after its final total was delivered")
+	}
+}
+
+// TestFinalSeriesReusedKey: a key that comes back (a reused pid) after its
+// final row is a live series again and must not be forgotten.
+func TestFinalSeriesReusedKey(t *testing.T) {
+	rec := &recorder{}
+	m := newTest(t, rec)
+	ctx := context.Background()
+	pid := attribute.Int("process.pid", 7)
+	m.ExportMetrics(ctx, batch(100, true))
+	m.ExportMetrics(ctx, batch(5, false))
+	m.ForceFlush(ctx)
+	m.ForceFlush(ctx)
+	if got, ok := rec.value(t, "bytes", pid); !ok || got != 105 {
+		t.Fatalf("reused key: %d (found %v), want 105", got, ok)
+	}
+}

@@ -9,9 +9,29 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/sockeye/sockeye/config"
 )
+
+// reconnectBackoff paces the gRPC exporters' attempts to reach a collector
+// that is down. gRPC's default lets the wait grow to two minutes: after a
+// long outage an exporter could go on failing for a minute or more with
+// the collector back, losing what it is handed meanwhile. Capped, it is
+// back within seconds. A variable for tests.
+var reconnectBackoff = backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}
+
+// grpcDialOptions are added to every gRPC exporter.
+func grpcDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff: reconnectBackoff,
+		// gRPC's default for one connection attempt.
+		MinConnectTimeout: 20 * time.Second,
+	})}
+}
 
 // endpoint splits a configured endpoint into host:port, URL path and whether
 // the scheme asks for plaintext.

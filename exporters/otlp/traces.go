@@ -148,6 +148,7 @@ func newTraceExporter(ctx context.Context, cfg *config.OTLPExporter) (sdktrace.S
 		opts := []otlptracegrpc.Option{
 			otlptracegrpc.WithEndpoint(ep.hostPort),
 			otlptracegrpc.WithTimeout(cfg.Timeout),
+			otlptracegrpc.WithDialOption(grpcDialOptions()...),
 			// The size check marshals every request twice; batches of
 			// socket-call spans stay far below any receiver's limit.
 			otlptracegrpc.WithMaxRequestSize(0),

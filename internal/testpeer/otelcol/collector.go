@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sockeye/sockeye/internal/testenv"
 )
 
 // Collector is a running collector child process. Its fields are fixed once
@@ -35,8 +37,21 @@ type Collector struct {
 	// one OTLP/JSON request per line.
 	MetricsPath, LogsPath, TracesPath string
 
+	out *syncBuffer
+	// What Restart needs to run the same collector again.
+	bin          string
+	args         []string
+	env          []string
+	httpAddr     string
+	startTimeout time.Duration
+
+	mu sync.Mutex
+	p  *process // the current child; replaced by Restart
+}
+
+// process is one run of the collector binary.
+type process struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
 	done    chan struct{}
 	waitErr error
 
@@ -148,7 +163,6 @@ func start(bin, dir string, s settings) (*Collector, error) {
 		LogsPath:     filepath.Join(dir, "logs.jsonl"),
 		TracesPath:   filepath.Join(dir, "traces.jsonl"),
 		out:          &syncBuffer{},
-		done:         make(chan struct{}),
 	}
 	scheme := "http"
 	if s.certFile != "" {
@@ -174,26 +188,45 @@ func start(bin, dir string, s settings) (*Collector, error) {
 		args = append(args, "--config", p)
 	}
 
-	c.cmd = exec.Command(bin, args...)
-	c.cmd.Dir = dir
-	c.cmd.Env = append(os.Environ(), s.env...)
-	c.cmd.Stdout = c.out
-	c.cmd.Stderr = c.out
-	setChildAttrs(c.cmd)
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		close(c.done)
-	}()
-
-	if err := c.waitReady(s.startTimeout, c.GRPCEndpoint, httpAddr); err != nil {
-		_ = c.Stop()
-		return nil, fmt.Errorf("%w\ncommand: %s %s\nconfig %s:\n%s\ncollector output:\n%s",
-			err, bin, strings.Join(args, " "), c.ConfigPath, cfg, tail(c.Output(), 32<<10))
+	c.bin, c.args, c.env, c.httpAddr, c.startTimeout = bin, args, s.env, httpAddr, s.startTimeout
+	if err := c.launch(); err != nil {
+		return nil, fmt.Errorf("%w\nconfig %s:\n%s", err, c.ConfigPath, cfg)
 	}
 	return c, nil
+}
+
+// launch runs the collector binary and waits until both receivers listen.
+func (c *Collector) launch() error {
+	p := &process{done: make(chan struct{})}
+	p.cmd = exec.Command(c.bin, c.args...)
+	p.cmd.Dir = c.Dir
+	p.cmd.Env = append(os.Environ(), c.env...)
+	p.cmd.Stdout = c.out
+	p.cmd.Stderr = c.out
+	setChildAttrs(p.cmd)
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", c.bin, err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+	c.mu.Lock()
+	c.p = p
+	c.mu.Unlock()
+
+	if err := p.waitReady(c.startTimeout, c.GRPCEndpoint, c.httpAddr); err != nil {
+		_ = p.stop()
+		return fmt.Errorf("%w\ncommand: %s %s\ncollector output:\n%s",
+			err, c.bin, strings.Join(c.args, " "), tail(c.Output(), 32<<10))
+	}
+	return nil
+}
+
+func (c *Collector) current() *process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.p
 }
 
 func (c *Collector) config(s settings, httpAddr string) map[string]any {
@@ -245,7 +278,7 @@ func (c *Collector) config(s settings, httpAddr string) map[string]any {
 	}
 }
 
-func (c *Collector) waitReady(timeout time.Duration, addrs ...string) error {
+func (p *process) waitReady(timeout time.Duration, addrs ...string) error {
 	deadline := time.Now().Add(timeout)
 	for _, addr := range addrs {
 		for {
@@ -255,8 +288,8 @@ func (c *Collector) waitReady(timeout time.Duration, addrs ...string) error {
 				break
 			}
 			select {
-			case <-c.done:
-				return fmt.Errorf("collector exited before listening on %s: %v", addr, c.waitErr)
+			case <-p.done:
+				return fmt.Errorf("collector exited before listening on %s: %v", addr, p.waitErr)
 			default:
 			}
 			if time.Now().After(deadline) {
@@ -272,39 +305,107 @@ func (c *Collector) waitReady(timeout time.Duration, addrs ...string) error {
 // for it to exit; the file exporter flushes on the way out. It is idempotent
 // and is called automatically at test cleanup. Stopping a collector that
 // already died reports how it died.
-func (c *Collector) Stop() error {
-	c.stopOnce.Do(func() {
+func (c *Collector) Stop() error { return c.current().stop() }
+
+func (p *process) stop() error {
+	p.stopOnce.Do(func() {
 		select {
-		case <-c.done:
-			if c.waitErr != nil {
-				c.stopErr = fmt.Errorf("collector had already exited: %w", c.waitErr)
+		case <-p.done:
+			if p.waitErr != nil {
+				p.stopErr = fmt.Errorf("collector had already exited: %w", p.waitErr)
 			}
 			return
 		default:
 		}
-		if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			_ = c.cmd.Process.Kill()
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			_ = p.cmd.Process.Kill()
 		}
 		select {
-		case <-c.done:
+		case <-p.done:
 			var ee *exec.ExitError
-			if c.waitErr != nil && !errors.As(c.waitErr, &ee) {
-				c.stopErr = c.waitErr
+			if p.waitErr != nil && !errors.As(p.waitErr, &ee) {
+				p.stopErr = p.waitErr
 			}
 		case <-time.After(5 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-			c.stopErr = errors.New("collector ignored SIGTERM for 5s and was killed")
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			p.stopErr = errors.New("collector ignored SIGTERM for 5s and was killed")
 		}
 	})
-	return c.stopErr
+	return p.stopErr
+}
+
+// Kill ends the collector with SIGKILL, as a crash would: nothing is
+// flushed and clients see their connections reset. It waits for the exit.
+// Like Stop, it reports a collector that had died on its own.
+func (c *Collector) Kill() error {
+	p := c.current()
+	p.stopOnce.Do(func() {
+		select {
+		case <-p.done:
+			if p.waitErr != nil {
+				p.stopErr = fmt.Errorf("collector had already exited: %w", p.waitErr)
+			}
+			return
+		default:
+		}
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p.stopErr
+}
+
+// Restart stops the collector if it still runs and starts it again with the
+// same configuration on the same ports, so clients reconnect to the
+// addresses they were given. Output files are appended to: what was
+// received before stays readable. Failures fail the test.
+func (c *Collector) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.Stop(); err != nil {
+		t.Fatalf("otelcol: stop before restart: %v", err)
+	}
+	// A killed collector may have left half a line; the next run would
+	// append to it and make the file unreadable.
+	for _, path := range []string{c.MetricsPath, c.LogsPath, c.TracesPath} {
+		if err := trimPartialLine(path); err != nil {
+			t.Fatalf("otelcol: %v", err)
+		}
+	}
+	// The ports are fixed now: a client's socket may hold one for a moment.
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = c.launch(); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("otelcol: restart: %v", err)
+	}
+}
+
+// trimPartialLine cuts path after its last newline.
+func trimPartialLine(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	keep := bytes.LastIndexByte(data, '\n') + 1
+	if keep == len(data) {
+		return nil
+	}
+	return os.Truncate(path, int64(keep))
 }
 
 // Exited reports whether the collector process has ended, and how.
 func (c *Collector) Exited() (bool, error) {
+	p := c.current()
 	select {
-	case <-c.done:
-		return true, c.waitErr
+	case <-p.done:
+		return true, p.waitErr
 	default:
 		return false, nil
 	}
@@ -323,22 +424,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 func tail(s string, n int) string {
 	if len(s) <= n {

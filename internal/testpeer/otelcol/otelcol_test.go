@@ -256,6 +256,59 @@ func TestMutualTLS(t *testing.T) {
 	t.Logf("without client certificate: %v", err)
 }
 
+// TestKillAndRestart checks that a restarted collector listens on the same
+// ports and keeps what the killed one wrote.
+func TestKillAndRestart(t *testing.T) {
+	t.Parallel()
+	col := Start(t)
+	export := func() {
+		exp, err := otlpmetricgrpc.New(context.Background(),
+			otlpmetricgrpc.WithEndpoint(col.GRPCEndpoint), otlpmetricgrpc.WithInsecure())
+		if err != nil {
+			t.Fatal(err)
+		}
+		exportCounter(t, exp)
+	}
+	export()
+	checkCounter(t, col, "cumulative")
+	grpcEndpoint, httpEndpoint := col.GRPCEndpoint, col.HTTPEndpoint
+	if err := col.Kill(); err != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	if exited, _ := col.Exited(); !exited {
+		t.Fatal("collector still running after Kill")
+	}
+	if conn, err := net.DialTimeout("tcp", grpcEndpoint, time.Second); err == nil {
+		conn.Close()
+		t.Fatal("gRPC port still accepts connections after Kill")
+	}
+	col.Restart(t)
+	if col.GRPCEndpoint != grpcEndpoint || col.HTTPEndpoint != httpEndpoint {
+		t.Errorf("endpoints moved: %s %s, want %s %s", col.GRPCEndpoint, col.HTTPEndpoint, grpcEndpoint, httpEndpoint)
+	}
+	export()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		points, err := col.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range points {
+			if p.Name == "sockeye.test.requests" {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sockeye.test.requests points, want one from each run", n)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
 func TestStartFailureShowsCollectorOutput(t *testing.T) {
 	t.Parallel()
 	ft := &fakeTB{TB: t}
