@@ -141,6 +141,10 @@ static __always_inline void submit(struct sock *sk, __u8 kind, const struct task
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->family = family;
 	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	// A connection reset before accept() returned has been closed, and
+	// closing clears skc_num; the source port of the inet socket stays.
+	if (!e->lport)
+		e->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));

@@ -355,6 +355,7 @@ func TestAcceptsRungs(t *testing.T) {
 				t.Fatalf("pinned %s, got %s", rung, src.Rung())
 			}
 			ok := t.Run("connections", func(t *testing.T) { checkConnections(t, src) })
+			ok = t.Run("reset before accept", func(t *testing.T) { checkReset(t, src) }) && ok
 			result := "pass"
 			if !ok {
 				result = "fail"
@@ -563,4 +564,38 @@ func TestAcceptsNamespace(t *testing.T) {
 	peer, _ := netip.AddrFromSlice(pair.PeerIP.To4())
 	host, _ := netip.AddrFromSlice(pair.HostIP.To4())
 	checkAccepts(t, col, s, peer, host, ports)
+}
+
+// checkReset: a connection the client resets before the server accepts it
+// is still reported with the listening port (closing it clears the port
+// the kernel keeps in skc_num).
+func checkReset(t *testing.T, src *Source) {
+	col := collect(src)
+	defer col.close(t)
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.DialTCP("tcp4", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPort := c.LocalAddr().(*net.TCPAddr).Port
+	c.SetLinger(0) // close sends a reset
+	c.Close()
+	time.Sleep(100 * time.Millisecond)
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("accept of the reset connection: %v", err)
+	}
+	conn.Close()
+	pid := uint32(os.Getpid())
+	got := col.await(1, func(c *Conn) bool { return c.PID == pid && int(c.Remote.Port()) == clientPort && !c.Connect })
+	if len(got) != 1 {
+		t.Fatalf("%d records of the reset connection, want 1", len(got))
+	}
+	if want := ln.Addr().(*net.TCPAddr).Port; int(got[0].Local.Port()) != want {
+		t.Errorf("server port %d, want %d (record %+v)", got[0].Local.Port(), want, got[0])
+	}
 }
