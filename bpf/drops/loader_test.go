@@ -170,6 +170,11 @@ func TestRungsCountUDPNoSocket(t *testing.T) {
 				name += "/noreason"
 			}
 			t.Run(name, func(t *testing.T) {
+				if rung == hooks.TpBTF && !k.Native {
+					// The BTF came from a file: tp_btf attaches by the
+					// kernel's own type ids, and this kernel has none.
+					t.Skip("tp_btf needs the kernel's own BTF (" + hooks.KernelBTFPath + ")")
+				}
 				countUDP(t, Options{Hook: rung, MaxEntries: 1024, Kernel: k, Log: log, noReason: noReason})
 			})
 		}

@@ -167,7 +167,7 @@ func TestRungs(t *testing.T) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Log(err)
 	}
-	k, err := hooks.LoadKernel("")
+	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
 	if err != nil {
 		testenv.Unavailable(t, err.Error())
 	}
@@ -321,7 +321,7 @@ func name(p *Probe, r *Record) string {
 // command and by cgroup v2 (with the child moved into a new cgroup).
 func TestSelection(t *testing.T) {
 	testenv.RequireRoot(t)
-	k, err := hooks.LoadKernel("")
+	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
 	if err != nil {
 		testenv.Unavailable(t, err.Error())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/sockeye/sockeye/bpf/hooks"
 	"github.com/sockeye/sockeye/internal/testenv"
 )
 
@@ -43,6 +44,11 @@ type stackRig struct {
 func newRig(t *testing.T, opts Options) *stackRig {
 	t.Helper()
 	testenv.RequireRoot(t)
+	// CO-RE needs the kernel's types; from a file where the kernel has none.
+	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
+	if err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
 	spec, err := loadSocketcalls()
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +64,9 @@ func newRig(t *testing.T, opts Options) *stackRig {
 	if err := configure(spec, opts); err != nil {
 		t.Fatal(err)
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: k.Types},
+	})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -3,7 +3,7 @@
 # kernel pinned in kernels.conf (under QEMU) and on the host, and writes the
 # kernel matrix to test/kernels/out/kernels.md. See README.md.
 #
-#   test/kernels/run.sh [--kernels 5.10,6.1|none] [--no-host] [--write-docs]
+#   test/kernels/run.sh [--kernels 5.10,6.1-nobtf|none] [--no-host] [--write-docs]
 #                       [--keep] [--timeout SECS] [--packages ./a,./b]
 #
 # Exits 0 only if every kernel ran, every binary passed and every result
@@ -73,12 +73,24 @@ done
 [[ $BIN_TIMEOUT =~ ^[0-9]+$ ]] || die "timeout must be a number of seconds: $BIN_TIMEOUT"
 
 # kernels.conf: label suite package version; the "qemu" label pins the
-# emulator, every other label is a kernel.
+# emulator, every other label is a kernel. "label variant kernel setup"
+# boots that kernel again with another guest setup (K_BASE, K_SETUP).
+GUEST_SETUPS="nobtf"
 declare -a K_LABELS=()
-declare -A K_SUITE=() K_PKG=() K_VER=()
+declare -A K_SUITE=() K_PKG=() K_VER=() K_BASE=() K_SETUP=()
 while read -r label suite pkg ver rest; do
 	case $label in '' | '#'*) continue ;; esac
 	if [ -z "$ver" ] || [ -n "$rest" ]; then die "kernels.conf: bad line: $label $suite $pkg $ver $rest"; fi
+	[ -z "${K_PKG[$label]:-}${K_BASE[$label]:-}" ] || die "kernels.conf: label $label given twice"
+	if [ "$suite" = variant ]; then
+		if [ -z "${K_PKG[$pkg]:-}" ] || [ "$pkg" = qemu ]; then
+			die "kernels.conf: variant $label: no kernel labelled '$pkg' above it"
+		fi
+		[[ " $GUEST_SETUPS " == *" $ver "* ]] || die "kernels.conf: variant $label: unknown setup '$ver' (have: $GUEST_SETUPS)"
+		K_LABELS+=("$label")
+		K_BASE[$label]=$pkg K_SETUP[$label]=$ver
+		continue
+	fi
 	[ "$label" = qemu ] || K_LABELS+=("$label")
 	K_SUITE[$label]=$suite K_PKG[$label]=$pkg K_VER[$label]=$ver
 done <"$HERE/kernels.conf"
@@ -90,15 +102,16 @@ none) ;;
 *)
 	IFS=, read -r -a KERNELS <<<"$want_kernels"
 	for k in "${KERNELS[@]}"; do
-		[ "$k" != qemu ] && [ -n "${K_PKG[$k]:-}" ] ||
+		[ "$k" != qemu ] && [ -n "${K_PKG[$k]:-}${K_BASE[$k]:-}" ] ||
 			die "no kernel labelled '$k' in kernels.conf (have: ${K_LABELS[*]})"
 	done
 	;;
 esac
 [ ${#KERNELS[@]} -gt 0 ] || [ $run_host = 1 ] || die "nothing to run: no kernels and --no-host"
 
-# Per-label override of a pinned package.
-for k in "${KERNELS[@]}" qemu; do
+# Per-label override of a pinned package; a variant follows its kernel's.
+mapfile -t pinned < <(for l in "${KERNELS[@]}"; do echo "${K_BASE[$l]:-$l}"; done | sort -u)
+for k in "${pinned[@]}" qemu; do
 	var=SOCKEYE_KERNEL_OVERRIDE_${k//[^A-Za-z0-9]/_}
 	if [ -n "${!var:-}" ]; then
 		[[ ${!var} == *=* ]] || die "$var must be PACKAGE=VERSION"
@@ -106,6 +119,13 @@ for k in "${KERNELS[@]}" qemu; do
 		log "$k: using ${K_PKG[$k]}=${K_VER[$k]} from $var"
 	fi
 done
+for k in "${!K_BASE[@]}"; do
+	b=${K_BASE[$k]}
+	K_SUITE[$k]=${K_SUITE[$b]} K_PKG[$k]=${K_PKG[$b]} K_VER[$k]=${K_VER[$b]}
+done
+# Guest setups among the selected kernels.
+SETUPS=" "
+for k in "${KERNELS[@]}"; do [ -z "${K_SETUP[$k]:-}" ] || SETUPS+="${K_SETUP[$k]} "; done
 [ -n "${K_PKG[qemu]:-}" ] || [ -n "${SOCKEYE_QEMU:-}" ] || [ ${#KERNELS[@]} = 0 ] ||
 	die "kernels.conf has no qemu line (or set SOCKEYE_QEMU=/path/to/qemu-system-x86_64)"
 
@@ -262,7 +282,7 @@ fetch_kernel() {
 
 	mapfile -t suites < <(pin_suites)
 	apt_update "${suites[@]}"
-	check_served "$label" "$suite" "$pkg" "$ver"
+	check_served "${K_BASE[$label]:-$label}" "$suite" "$pkg" "$ver"
 	local tmp
 	tmp=$(download "kernel $label" "$pkg=$ver")
 	dpkg -x "$tmp"/*.deb "$tmp/x"
@@ -374,12 +394,31 @@ done < <(if [ -n "$want_packages" ]; then tr ',' '\n' <<<"$want_packages"; else 
 [ ${#TESTS[@]} -gt 0 ] || die "packages.txt lists no package"
 EXPECTED_BINS=""
 for t in "${TESTS[@]}"; do EXPECTED_BINS+="$t=${TPKG[$t]} "; done
+# The nobtf setup runs the agent itself (`sockeye check`) before the tests,
+# reported as one more binary.
+AGENT_PKG=./agent/cmd/sockeye
+if [[ $SETUPS == *" nobtf "* ]]; then
+	log "building $AGENT_PKG"
+	(cd "$REPO" && CGO_ENABLED=0 "$GO" build -ldflags='-s -w' -o "$BIN/sockeye" "$AGENT_PKG") ||
+		die "build of $AGENT_PKG failed"
+fi
 phase_done "build test binaries" "$T"
 
 # go test's own timeout per binary, so a hung test prints its goroutines and
 # the next binary still runs; the guest as a whole gets time to boot on top.
 TEST_TIMEOUT=${BIN_TIMEOUT}s
-GUEST_TIMEOUT=$((90 + ${#TESTS[@]} * (BIN_TIMEOUT + 10)))
+guest_timeout() { # label
+	local n=${#TESTS[@]}
+	[ "${K_SETUP[$1]:-}" != nobtf ] || n=$((n + 1))
+	echo $((90 + n * (BIN_TIMEOUT + 10)))
+}
+expected_bins() { # label
+	if [ "${K_SETUP[$1]:-}" = nobtf ]; then
+		echo "sockeye=$AGENT_PKG $EXPECTED_BINS"
+	else
+		echo "$EXPECTED_BINS"
+	fi
+}
 
 # ---------------------------------------------------------------- initramfs
 
@@ -434,12 +473,20 @@ build_initramfs() {
 	cp "$HERE/init.sh" "$root/init"
 	chmod 755 "$root/init"
 	resolve_modules "${KDIR[$label]}" "$root/sockeye/modules" >"$root/sockeye/modules.list"
-	printf 'SOCKEYE_KERNEL_LABEL=%s\nSOCKEYE_TEST_TIMEOUT=%s\n' "$label" "$TEST_TIMEOUT" >"$root/sockeye/env"
+	printf 'SOCKEYE_KERNEL_LABEL=%s\nSOCKEYE_TEST_TIMEOUT=%s\nSOCKEYE_GUEST_SETUP=%s\nSOCKEYE_AGENT_TIMEOUT=%s\n' \
+		"$label" "$TEST_TIMEOUT" "${K_SETUP[$label]:-}" "$BIN_TIMEOUT" >"$root/sockeye/env"
+	if [ "${K_SETUP[$label]:-}" = nobtf ]; then
+		mkdir -p "$root/sockeye/bin"
+		cp "$BIN/sockeye" "$root/sockeye/bin/sockeye"
+	fi
 	local t
 	for t in "${TESTS[@]}"; do
 		mkdir -p "$root/sockeye/tests/$t"
 		cp "$BIN/$t.test" "$root/sockeye/tests/$t/"
-		[ ! -d "${TDIR[$t]}/testdata" ] || cp -r "${TDIR[$t]}/testdata" "$root/sockeye/tests/$t/"
+		# testdata/ of the package and of the packages below it (a test
+		# may read ksym/testdata/...), at the same relative paths.
+		(cd "${TDIR[$t]}" && find . -type d -name testdata -prune -print0 |
+			xargs -0 -r cp -r --parents -t "$root/sockeye/tests/$t/")
 		echo "$t ${TPKG[$t]}"
 	done >"$root/sockeye/tests.list"
 	local key
@@ -474,22 +521,24 @@ RESULTS=$OUT/results.tsv
 
 boot() { # label
 	local label=$1 logf=$OUT/$1.log t rc=0 secs
-	local kimg
+	local kimg pkgver=${KPKGVER[$label]} limit
+	limit=$(guest_timeout "$label")
 	kimg=$(compgen -G "${KDIR[$label]}/boot/vmlinuz-*" | head -n1)
-	log "booting $label (${KPKGVER[$label]}), timeout ${GUEST_TIMEOUT}s"
+	[ -z "${K_SETUP[$label]:-}" ] || pkgver+=" (setup ${K_SETUP[$label]})"
+	log "booting $label ($pkgver), timeout ${limit}s"
 	t=$(now)
 	# Software emulation: KVM guests hang on these machines.
 	# no_timer_check: on a busy host the emulated timer can look dead to
 	# the kernel's early IO-APIC check, which then panics.
-	timeout -k 10 "$GUEST_TIMEOUT" "${QEMU_CMD[@]}" \
+	timeout -k 10 "$limit" "${QEMU_CMD[@]}" \
 		-accel tcg -cpu max -m "$QEMU_MEM" -smp 2 \
 		-nodefaults -no-user-config -display none -serial stdio -no-reboot \
 		-kernel "$kimg" -initrd "${INITRD[$label]}" \
 		-append "console=ttyS0 panic=-1 quiet no_timer_check" \
 		</dev/null >"$logf" 2>&1 || rc=$?
 	secs=$(elapsed "$t")
-	awk -v label="$label" -v runrc="$rc" -v secs="$secs" -v pkgver="${KPKGVER[$label]}" \
-		-v expected="$EXPECTED_BINS" -f "$HERE/parse.awk" "$logf" >>"$RESULTS"
+	awk -v label="$label" -v runrc="$rc" -v secs="$secs" -v pkgver="$pkgver" \
+		-v expected="$(expected_bins "$label")" -f "$HERE/parse.awk" "$logf" >>"$RESULTS"
 	TIMINGS+=("boot+tests $label: ${secs}s")
 	log "$label done in ${secs}s (qemu status $rc); console log: ${logf#"$REPO"/}"
 }
