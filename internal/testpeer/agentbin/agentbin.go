@@ -34,6 +34,8 @@ func Build(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		// Others may run it (tests drop to user nobody with setpriv).
+		os.Chmod(dir, 0o755)
 		buildPath = filepath.Join(dir, "sockeye")
 		cmd := exec.Command("go", "build", "-o", buildPath, "./agent/cmd/sockeye")
 		cmd.Dir = root
