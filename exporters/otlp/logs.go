@@ -191,7 +191,7 @@ func (c *countingLogExporter) Export(ctx context.Context, recs []sdklog.Record) 
 	case c.l.room <- struct{}{}:
 	default:
 	}
-	err := c.Exporter.Export(ctx, recs)
+	err := retryUnreachable(ctx, func() error { return c.Exporter.Export(ctx, recs) })
 	if err != nil {
 		c.l.failed.Add(int64(len(recs)))
 		now := time.Now().Unix()

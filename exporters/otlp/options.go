@@ -3,12 +3,15 @@
 package otlp
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,6 +26,36 @@ import (
 // the collector back, losing what it is handed meanwhile. Capped, it is
 // back within seconds. A variable for tests.
 var reconnectBackoff = backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}
+
+// unreachable reports a collector that refused the connection or could not
+// be reached: worth trying again.
+func unreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
+
+// retryUnreachable calls export until it succeeds, fails for another
+// reason, or ctx (the SDK's export timeout) ends. The SDK's HTTP exporters
+// retry only on HTTP statuses and give up on a refused connection at once,
+// so a collector restart would cost every batch exported meanwhile; the
+// gRPC ones wait for the connection, and this keeps HTTP alike.
+func retryUnreachable(ctx context.Context, export func() error) error {
+	delay := 250 * time.Millisecond
+	for {
+		err := export()
+		if err == nil || !unreachable(err) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, reconnectBackoff.MaxDelay)
+	}
+}
 
 // grpcDialOptions are added to every gRPC exporter.
 func grpcDialOptions() []grpc.DialOption {

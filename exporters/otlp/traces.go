@@ -334,7 +334,7 @@ type countingSpanExporter struct {
 
 func (c *countingSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	c.t.exports.Add(1)
-	err := c.SpanExporter.ExportSpans(ctx, spans)
+	err := retryUnreachable(ctx, func() error { return c.SpanExporter.ExportSpans(ctx, spans) })
 	if err != nil {
 		c.t.failures.Add(1)
 		c.t.failed.Add(int64(len(spans)))
