@@ -31,6 +31,9 @@ type agent struct {
 func startCapture(t *testing.T, stdout *os.File, args ...string) *agent {
 	t.Helper()
 	a := &agent{done: make(chan struct{})}
+	if btf := os.Getenv("SOCKEYE_TEST_BTF"); btf != "" {
+		args = append([]string{"--btf", btf}, args...)
+	}
 	a.cmd = exec.Command(agentbin.Build(t), append([]string{"capture"}, args...)...)
 	a.cmd.Stderr = &a.stderr
 	if stdout != nil {
@@ -371,7 +374,11 @@ pipelines:
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := agentbin.Start(t, nil, "run", "--config", cfg)
+	runArgs := []string{"run", "--config", cfg}
+	if btf := os.Getenv("SOCKEYE_TEST_BTF"); btf != "" {
+		runArgs = append(runArgs, "--btf", btf)
+	}
+	a := agentbin.Start(t, nil, runArgs...)
 	a.WaitLog(t, "pipeline started", 60*time.Second)
 	craft(t, sport, dport, 5, 1000)
 	time.Sleep(300 * time.Millisecond)
