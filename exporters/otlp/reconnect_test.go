@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
@@ -33,10 +35,10 @@ func (okMetrics) Export(context.Context, *colmetricspb.ExportMetricsServiceReque
 }
 
 // TestGRPCReconnectAfterOutage: once the collector is back, the gRPC
-// exporters reach it within the capped reconnection delay. With gRPC's
-// default backoff, 12 s of refused connections put the next attempt 1.4 s
-// or more after the collector's return (later the longer the outage: up to
-// two minutes), and every export until then fails.
+// exporters (logs, metrics, traces) reach it within the capped reconnection
+// delay. With gRPC's default backoff, 12 s of refused connections put the
+// next attempt 1.4 s or more after the collector's return (later the
+// longer the outage: up to two minutes), and every export until then fails.
 func TestGRPCReconnectAfterOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out a 12 s outage")
@@ -64,7 +66,20 @@ func TestGRPCReconnectAfterOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer metrics.Shutdown(ctx)
+	traces, err := newTraceClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := traces.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer traces.Stop(ctx)
 	exports := map[string]func() error{
+		"traces": func() error {
+			ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			return traces.UploadTraces(ctx, []*tracepb.ResourceSpans{{}})
+		},
 		"logs": func() error {
 			ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			defer cancel()
@@ -93,6 +108,7 @@ func TestGRPCReconnectAfterOutage(t *testing.T) {
 	srv := grpc.NewServer()
 	collogspb.RegisterLogsServiceServer(srv, okLogs{})
 	colmetricspb.RegisterMetricsServiceServer(srv, okMetrics{})
+	coltracepb.RegisterTraceServiceServer(srv, &sink{})
 	go srv.Serve(ln)
 	defer srv.Stop()
 	back := time.Now()

@@ -1,65 +1,49 @@
 package otlp
 
 import (
-	"container/list"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/sockeye/sockeye/config"
 	"github.com/sockeye/sockeye/pipelines"
 )
 
-// Traces exports spans as OTLP through the trace SDK: each span is started
-// and ended with the kernel's timestamps (trace.WithTimestamp) under an
-// explicit parent context, and the SDK's batch processor ships them.
+// Traces exports spans as OTLP. The spans come with their own times, and
+// with their ids and parent (sources send a child before its parent), so
+// no SDK span is made for them: they are converted straight into OTLP
+// messages (tracewire.go), batched (batcher.go) and uploaded with the
+// SDK's OTLP client (gRPC or HTTP). The wire output is the trace SDK's for
+// the same spans; spans without ids get random ones, as the SDK gives.
 //
-// Spans that name their own ids (sources that send a child before its
-// parent) keep them through an IDGenerator that reads them from the
-// context. Spans that describe another process (Span.Resource) go through
-// a TracerProvider whose resource is the agent's merged with theirs, so
-// that Jaeger lists each traced program as a service; those providers share
-// one batch processor and are kept in a small LRU.
+// Spans that describe another process (Span.Resource) are sent under the
+// agent's resource merged with theirs, so that Jaeger lists each traced
+// program as a service.
 //
-// Ended spans go through sockeye's batcher (batcher.go), which waits when
-// the exporter falls behind instead of dropping silently: the pipeline's
-// queue then fills and counts what it cannot hold, so every loss is
-// counted in one place.
+// The batcher waits when the exporter falls behind instead of dropping
+// silently: the pipeline's queue then fills and counts what it cannot
+// hold, so every loss is counted in one place.
 type Traces struct {
-	name string
-	log  *slog.Logger
-	base *resource.Resource
-	bsp  sdktrace.SpanProcessor
-	ids  idGenerator
+	name   string
+	log    *slog.Logger
+	client otlptrace.Client
+	b      *batcher
 
-	agent *sdktrace.TracerProvider
-	// tracers are per-resource providers' tracers, most recently used first.
-	mu      sync.Mutex
-	tracers map[string]*list.Element
-	lru     *list.List
-	// last is the tracer of the previous span's resource slice: sources
-	// reuse one slice per process, so runs of spans skip the lookup.
-	lastAttrs  *attribute.KeyValue
-	lastTracer trace.Tracer
-
-	spans    atomic.Int64 // spans ended
+	spans    atomic.Int64 // spans taken
 	exports  atomic.Int64
 	failures atomic.Int64
 	failed   atomic.Int64 // spans of failed exports
@@ -68,46 +52,34 @@ type Traces struct {
 
 var _ pipelines.TraceExporter = (*Traces)(nil)
 
-// maxProviders bounds the per-process TracerProviders kept.
-const maxProviders = 256
-
-type tracerEntry struct {
-	key    string
-	tracer trace.Tracer
-}
-
-// NewTraces connects nothing yet (the SDK dials lazily); it fails only on
-// settings that cannot work, such as unreadable TLS files. The batching
+// NewTraces connects nothing yet (the client dials lazily); it fails only
+// on settings that cannot work, such as unreadable TLS files. The batching
 // honours OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_MAX_EXPORT_BATCH_SIZE and
-// OTEL_BSP_EXPORT_TIMEOUT.
+// OTEL_BSP_EXPORT_TIMEOUT, and the span limits OTEL_SPAN_*.
 func NewTraces(name string, cfg *config.OTLPExporter, res *resource.Resource, log *slog.Logger) (*Traces, error) {
-	exp, err := newTraceExporter(context.Background(), cfg)
+	client, err := newTraceClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("exporter %s: %w", name, err)
 	}
-	return newTraces(name, exp, res, log), nil
+	if err := client.Start(context.Background()); err != nil {
+		return nil, fmt.Errorf("exporter %s: %w", name, err)
+	}
+	return newTraces(name, client, res, log), nil
 }
 
-func newTraces(name string, exp sdktrace.SpanExporter, res *resource.Resource, log *slog.Logger) *Traces {
-	t := &Traces{name: name, log: log.With("exporter", name), base: res, tracers: map[string]*list.Element{}, lru: list.New()}
-	t.bsp = newBatcher(&countingSpanExporter{SpanExporter: exp, t: t}, envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048),
+// newTraces exports through a started client.
+func newTraces(name string, client otlptrace.Client, res *resource.Resource, log *slog.Logger) *Traces {
+	t := &Traces{name: name, log: log.With("exporter", name), client: client}
+	t.b = newBatcher(newConverter(res), envInt("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048),
 		time.Duration(envInt("OTEL_BSP_SCHEDULE_DELAY", 5000))*time.Millisecond,
-		time.Duration(envInt("OTEL_BSP_EXPORT_TIMEOUT", 30000))*time.Millisecond)
-	t.agent = t.provider(res)
+		time.Duration(envInt("OTEL_BSP_EXPORT_TIMEOUT", 30000))*time.Millisecond,
+		t.upload, func(n int) { t.failed.Add(int64(n)) })
 	return t
 }
 
-func (t *Traces) provider(res *resource.Resource) *sdktrace.TracerProvider {
-	return sdktrace.NewTracerProvider(
-		sdktrace.WithResource(res),
-		sdktrace.WithSpanProcessor(t.bsp),
-		sdktrace.WithIDGenerator(t.ids),
-		// Sampling happened at the source (in the kernel): keep every span.
-		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-	)
-}
-
-func newTraceExporter(ctx context.Context, cfg *config.OTLPExporter) (sdktrace.SpanExporter, error) {
+// newTraceClient makes the SDK's OTLP trace client (gRPC or HTTP) for the
+// exporter's settings; it connects nothing yet.
+func newTraceClient(cfg *config.OTLPExporter) (otlptrace.Client, error) {
 	ep, err := parseEndpoint(cfg.Endpoint)
 	if err != nil {
 		return nil, err
@@ -143,7 +115,7 @@ func newTraceExporter(ctx context.Context, cfg *config.OTLPExporter) (sdktrace.S
 		} else {
 			opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.NoCompression))
 		}
-		return newWireExporter(ctx, otlptracehttp.NewClient(opts...))
+		return otlptracehttp.NewClient(opts...), nil
 	case config.ProtocolGRPC, "":
 		opts := []otlptracegrpc.Option{
 			otlptracegrpc.WithEndpoint(ep.hostPort),
@@ -164,7 +136,7 @@ func newTraceExporter(ctx context.Context, cfg *config.OTLPExporter) (sdktrace.S
 		if cfg.Compression == config.CompressionGzip {
 			opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
 		}
-		return newWireExporter(ctx, otlptracegrpc.NewClient(opts...))
+		return otlptracegrpc.NewClient(opts...), nil
 	default:
 		return nil, fmt.Errorf("protocol %q is not one of grpc, http/protobuf", cfg.Protocol)
 	}
@@ -175,90 +147,41 @@ func (t *Traces) Name() string { return t.name }
 func (t *Traces) BeginTraces(string, string, func() pipelines.TraceConsole) error { return nil }
 func (t *Traces) FinishTraces(string, string) error                               { return nil }
 
-// tracer returns the tracer for spans about the given resource attributes.
-func (t *Traces) tracer(attrs []attribute.KeyValue) trace.Tracer {
-	if len(attrs) == 0 {
-		return t.agent.Tracer(ScopeName)
-	}
-	t.mu.Lock()
-	if t.lastAttrs == &attrs[0] {
-		tr := t.lastTracer
-		t.mu.Unlock()
-		return tr
-	}
-	t.mu.Unlock()
-	var b strings.Builder
-	for _, kv := range attrs {
-		b.WriteString(string(kv.Key))
-		b.WriteByte('=')
-		b.WriteString(kv.Value.Emit())
-		b.WriteByte(0)
-	}
-	key := b.String()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e, ok := t.tracers[key]; ok {
-		t.lru.MoveToFront(e)
-		t.lastAttrs, t.lastTracer = &attrs[0], e.Value.(*tracerEntry).tracer
-		return t.lastTracer
-	}
-	res, err := resource.Merge(t.base, resource.NewSchemaless(attrs...))
-	if err != nil {
-		res = t.base
-	}
-	// Providers that fall out of the LRU are not shut down: they share the
-	// batch processor, which Shutdown closes once.
-	tr := t.provider(res).Tracer(ScopeName)
-	t.tracers[key] = t.lru.PushFront(&tracerEntry{key: key, tracer: tr})
-	if t.lru.Len() > maxProviders {
-		old := t.lru.Back()
-		t.lru.Remove(old)
-		delete(t.tracers, old.Value.(*tracerEntry).key)
-	}
-	t.lastAttrs, t.lastTracer = &attrs[0], tr
-	return tr
-}
-
-// ExportSpans hands every span to the SDK with its own times, ids and parent.
+// ExportSpans converts the spans into the batch being filled; it waits
+// while maxInFlight full batches are queued for export.
+// Spans that come after Shutdown are counted as lost.
 func (t *Traces) ExportSpans(_ context.Context, b *pipelines.SpanBatch) error {
-	for i := range b.Spans {
-		t.export(&b.Spans[i])
+	n := t.b.add(b.Spans)
+	t.spans.Add(int64(n))
+	if lost := len(b.Spans) - n; lost > 0 {
+		t.failed.Add(int64(lost))
 	}
 	return nil
 }
 
-func (t *Traces) export(s *pipelines.Span) {
-	ctx := context.Background()
-	if s.TraceID.IsValid() && s.SpanID.IsValid() {
-		ctx = context.WithValue(ctx, presetIDs{}, presetIDs{trace: s.TraceID, span: s.SpanID})
-		if s.ParentID.IsValid() {
-			ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
-				TraceID: s.TraceID, SpanID: s.ParentID, TraceFlags: trace.FlagsSampled,
-			}))
+// upload sends one batch, trying again while the collector refuses the
+// connection, and counts exports, failures and the spans they lose (the
+// SDK would only hand failures to the global error handler).
+func (t *Traces) upload(ctx context.Context, rs []*tracepb.ResourceSpans, n int) {
+	t.exports.Add(1)
+	err := retryUnreachable(ctx, func() error { return t.client.UploadTraces(ctx, rs) })
+	if err != nil {
+		t.failures.Add(1)
+		t.failed.Add(int64(n))
+		now := time.Now().Unix()
+		if last := t.lastWarn.Load(); now-last >= 30 && t.lastWarn.CompareAndSwap(last, now) {
+			t.log.Warn("traces export failed", "error", err, "failures", t.failures.Load(), "spans_lost", t.failed.Load())
 		}
 	}
-	kind := s.Kind
-	if kind == trace.SpanKindUnspecified {
-		kind = trace.SpanKindInternal
-	}
-	_, span := t.tracer(s.Resource).Start(ctx, s.Name,
-		trace.WithTimestamp(s.Start), trace.WithSpanKind(kind), trace.WithAttributes(s.Attrs...))
-	for _, ev := range s.Events {
-		span.AddEvent(ev.Name, trace.WithTimestamp(ev.Time), trace.WithAttributes(ev.Attrs...))
-	}
-	if s.Error {
-		span.SetStatus(codes.Error, s.StatusMessage)
-	}
-	span.End(trace.WithTimestamp(s.End))
-	t.spans.Add(1)
 }
 
-// ForceFlush exports now what the batch processor holds.
-func (t *Traces) ForceFlush(ctx context.Context) error { return t.bsp.ForceFlush(ctx) }
+// ForceFlush exports now what is batched, waiting at most until ctx ends.
+func (t *Traces) ForceFlush(ctx context.Context) error { return t.b.ForceFlush(ctx) }
 
-// Shutdown exports what is left and closes the connection.
+// Shutdown exports what is left and closes the connection, waiting at most
+// until ctx ends.
 func (t *Traces) Shutdown(ctx context.Context) error {
-	return t.bsp.Shutdown(ctx)
+	return t.b.Shutdown(ctx, t.client.Stop)
 }
 
 // Self reports the exporter's own health.
@@ -281,67 +204,4 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
-}
-
-// presetIDs carries a span's own ids to the IDGenerator through the context.
-type presetIDs struct {
-	trace trace.TraceID
-	span  trace.SpanID
-}
-
-// idGenerator uses the ids a span brings, or random ones.
-type idGenerator struct{}
-
-func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
-	if p, ok := ctx.Value(presetIDs{}).(presetIDs); ok {
-		return p.trace, p.span
-	}
-	var tid trace.TraceID
-	var sid trace.SpanID
-	for !tid.IsValid() {
-		putUint64(tid[:8], rand.Uint64())
-		putUint64(tid[8:], rand.Uint64())
-	}
-	for !sid.IsValid() {
-		putUint64(sid[:], rand.Uint64())
-	}
-	return tid, sid
-}
-
-func (idGenerator) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
-	if p, ok := ctx.Value(presetIDs{}).(presetIDs); ok {
-		return p.span
-	}
-	var sid trace.SpanID
-	for !sid.IsValid() {
-		putUint64(sid[:], rand.Uint64())
-	}
-	return sid
-}
-
-func putUint64(b []byte, v uint64) {
-	for i := range 8 {
-		b[i] = byte(v >> (56 - 8*i))
-	}
-}
-
-// countingSpanExporter counts exports and their failures: the SDK would
-// only hand them to the global error handler.
-type countingSpanExporter struct {
-	sdktrace.SpanExporter
-	t *Traces
-}
-
-func (c *countingSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	c.t.exports.Add(1)
-	err := retryUnreachable(ctx, func() error { return c.SpanExporter.ExportSpans(ctx, spans) })
-	if err != nil {
-		c.t.failures.Add(1)
-		c.t.failed.Add(int64(len(spans)))
-		now := time.Now().Unix()
-		if last := c.t.lastWarn.Load(); now-last >= 30 && c.t.lastWarn.CompareAndSwap(last, now) {
-			c.t.log.Warn("traces export failed", "error", err, "failures", c.t.failures.Load(), "spans_lost", c.t.failed.Load())
-		}
-	}
-	return err
 }

@@ -15,7 +15,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	"go.opentelemetry.io/otel/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sockeye/sockeye/config"
 	"github.com/sockeye/sockeye/pipelines"
@@ -125,33 +127,66 @@ func benchSpans(n int) []pipelines.Span {
 				attribute.String("code.function.name", "sendto"), attribute.Int64("sockeye.return_value", 5),
 				attribute.Int64("sockeye.io.bytes", 5), attribute.Int("sockeye.socket.fd", 4), attribute.String("network.transport", "tcp"),
 			},
-			Resource: []attribute.KeyValue{attribute.String("service.name", "client"), attribute.Int("process.pid", 4242+i%4)},
+			Resource: procs[i%4],
 		}
 	}
 	return out
 }
 
 // BenchmarkTracesOTLP measures the user-space end of the traces pipeline:
-// spans through the trace SDK, its batch processor and the OTLP/gRPC
-// exporter to a receiver on loopback, counting what the receiver got.
+// spans converted straight into OTLP messages, batched and sent by the
+// OTLP/gRPC client to a receiver on loopback, counting what the receiver
+// got; "marshal only" sends nothing (the client marshals the request and
+// drops it), to isolate conversion and encoding. One op is one span.
 // Run it on one core: go test -run ^$ -bench TracesOTLP -cpu 1 ./exporters/otlp/
 func BenchmarkTracesOTLP(b *testing.B) {
 	b.Run("decoding receiver", func(b *testing.B) {
 		s, addr := startSink(b)
-		benchTraces(b, addr, func() int64 { return s.spans.Load() })
+		benchTraces(b, grpcTraces(b, addr), func() int64 { return s.spans.Load() })
 	})
 	b.Run("raw receiver", func(b *testing.B) {
 		_, addr := startRawSink(b)
-		benchTraces(b, addr, nil)
+		benchTraces(b, grpcTraces(b, addr), nil)
+	})
+	b.Run("marshal only", func(b *testing.B) {
+		c := &marshalClient{}
+		benchTraces(b, newTraces("bench", c, benchResource(), quietLog()), func() int64 { return c.spans.Load() })
 	})
 }
 
-func benchTraces(b *testing.B, addr string, received func() int64) {
+func benchResource() *resource.Resource {
+	return resource.NewSchemaless(attribute.String("service.name", "sockeye"))
+}
+
+func grpcTraces(b *testing.B, addr string) *Traces {
 	cfg := &config.OTLPExporter{Enabled: true, Endpoint: addr, Protocol: config.ProtocolGRPC, Insecure: true, Timeout: 10 * time.Second}
-	tr, err := NewTraces("bench", cfg, resource.NewSchemaless(attribute.String("service.name", "sockeye")), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	tr, err := NewTraces("bench", cfg, benchResource(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
+	return tr
+}
+
+// marshalClient encodes every request, as the gRPC client does, and drops it.
+type marshalClient struct {
+	buf   []byte
+	spans atomic.Int64
+}
+
+func (*marshalClient) Start(context.Context) error { return nil }
+func (*marshalClient) Stop(context.Context) error  { return nil }
+func (c *marshalClient) UploadTraces(_ context.Context, rs []*tracepb.ResourceSpans) error {
+	var err error
+	c.buf, err = proto.MarshalOptions{}.MarshalAppend(c.buf[:0], &collectortrace.ExportTraceServiceRequest{ResourceSpans: rs})
+	for _, r := range rs {
+		for _, ss := range r.ScopeSpans {
+			c.spans.Add(int64(len(ss.Spans)))
+		}
+	}
+	return err
+}
+
+func benchTraces(b *testing.B, tr *Traces, received func() int64) {
 	spans := benchSpans(1024)
 	b.ReportAllocs()
 	b.ResetTimer()

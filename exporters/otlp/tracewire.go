@@ -2,108 +2,133 @@ package otlp
 
 import (
 	"context"
-	"sync"
+	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/sockeye/sockeye/pipelines"
 )
 
-// wireExporter turns the SDK's finished spans into OTLP messages and hands
-// them to the SDK's OTLP client (gRPC or HTTP), as otlptrace.Exporter
-// does, but allocates per batch instead of per attribute: socket-call
-// traces are many small spans with ten attributes each, where the generic
-// transform spends most of the exporter's time allocating.
-type wireExporter struct {
-	client otlptrace.Client
+// The OTLP messages of a batch are built straight from pipelines.Span: the
+// sources already know every span's times, ids and parent, so no SDK span
+// is made for them. Every message comes from slabs a batch keeps from one
+// export to the next, so a span costs no allocation once the slabs have
+// grown to the batch's size.
+//
+// The output is what the trace SDK records for the same span, started
+// with trace.WithTimestamp under its parent and ended at its end time,
+// converted as the SDK's OTLP exporter converts it: flags sampled (parent
+// not remote), kind INTERNAL unless set, status ERROR with the message or
+// UNSET, resource the agent's merged with Span.Resource, scope ScopeName.
+// Two differences from that exporter, kept from sockeye's earlier
+// conversion: ResourceSpans come in the order of their first span (it
+// takes them from a map), and map-valued attributes go as their JSON
+// string. Spans the SDK would change (attributes with duplicate or empty
+// keys, slice or map values, over the span limits of OTEL_SPAN_*; zero
+// timestamps) are first recorded as an SDK span, which applies its rules.
+// TestDirectMatchesSDK compares the two byte for byte.
 
-	mu sync.Mutex
-	// resources are converted once per SDK resource (one per traced
-	// process); bounded, cleared when full.
-	resources map[*resource.Resource]*resourcepb.Resource
+// slabChunk is the number of messages of a slab chunk.
+const slabChunk = 1024
+
+// slab hands out messages of one type from chunks it keeps across batches.
+// Pointers it returns stay valid until reset.
+type slab[T any] struct {
+	chunks [][]T
+	c, i   int // current chunk, next free index in it
+	size   int // chunk size, slabChunk if 0
 }
 
-var _ sdktrace.SpanExporter = (*wireExporter)(nil)
+func (s *slab[T]) next() *T { return &s.take(1)[0] }
 
-func newWireExporter(ctx context.Context, client otlptrace.Client) (*wireExporter, error) {
-	if err := client.Start(ctx); err != nil {
-		return nil, err
+// take returns n consecutive zero elements.
+func (s *slab[T]) take(n int) []T {
+	for {
+		if s.c == len(s.chunks) {
+			size := s.size
+			if size == 0 {
+				size = slabChunk
+			}
+			s.chunks = append(s.chunks, make([]T, max(size, n)))
+		}
+		if ch := s.chunks[s.c]; len(ch)-s.i >= n {
+			out := ch[s.i : s.i+n : s.i+n]
+			s.i += n
+			return out
+		}
+		s.c, s.i = s.c+1, 0
 	}
-	return &wireExporter{client: client, resources: map[*resource.Resource]*resourcepb.Resource{}}, nil
 }
 
-func (w *wireExporter) Shutdown(ctx context.Context) error { return w.client.Stop(ctx) }
-
-// arena hands out protobuf messages from slices sized for one batch.
-type arena struct {
-	kvs     []commonpb.KeyValue
-	anys    []commonpb.AnyValue
-	strs    []commonpb.AnyValue_StringValue
-	ints    []commonpb.AnyValue_IntValue
-	bools   []commonpb.AnyValue_BoolValue
-	doubles []commonpb.AnyValue_DoubleValue
-	ptrs    []*commonpb.KeyValue
-}
-
-func newArena(n int) *arena {
-	return &arena{
-		kvs:  make([]commonpb.KeyValue, n),
-		anys: make([]commonpb.AnyValue, n),
-		ptrs: make([]*commonpb.KeyValue, n),
+// reset zeroes what was handed out, for the next batch.
+func (s *slab[T]) reset() {
+	for c := 0; c <= s.c && c < len(s.chunks); c++ {
+		if c < s.c {
+			clear(s.chunks[c])
+		} else {
+			clear(s.chunks[c][:s.i])
+		}
 	}
+	s.c, s.i = 0, 0
 }
 
-func (a *arena) keyValues(attrs []attribute.KeyValue) []*commonpb.KeyValue {
+// values is the storage of converted attributes.
+type values struct {
+	kvs     slab[commonpb.KeyValue]
+	anys    slab[commonpb.AnyValue]
+	ptrs    slab[*commonpb.KeyValue]
+	strs    slab[commonpb.AnyValue_StringValue]
+	ints    slab[commonpb.AnyValue_IntValue]
+	bools   slab[commonpb.AnyValue_BoolValue]
+	doubles slab[commonpb.AnyValue_DoubleValue]
+}
+
+func (v *values) reset() {
+	v.kvs.reset()
+	v.anys.reset()
+	v.ptrs.reset()
+	v.strs.reset()
+	v.ints.reset()
+	v.bools.reset()
+	v.doubles.reset()
+}
+
+// keyValues converts attributes; ints stay ints, slices become arrays.
+func (v *values) keyValues(attrs []attribute.KeyValue) []*commonpb.KeyValue {
 	if len(attrs) == 0 {
 		return nil
 	}
-	out := a.ptrs[:len(attrs):len(attrs)]
-	a.ptrs = a.ptrs[len(attrs):]
+	out := v.ptrs.take(len(attrs))
 	for i, kv := range attrs {
-		pb := &a.kvs[0]
-		av := &a.anys[0]
-		a.kvs, a.anys = a.kvs[1:], a.anys[1:]
+		pb := v.kvs.next()
+		av := v.anys.next()
 		pb.Key = string(kv.Key)
 		pb.Value = av
 		switch kv.Value.Type() {
 		case attribute.STRING:
-			if len(a.strs) == 0 {
-				a.strs = make([]commonpb.AnyValue_StringValue, len(a.kvs)+1)
-			}
-			v := &a.strs[0]
-			a.strs = a.strs[1:]
-			v.StringValue = kv.Value.AsString()
-			av.Value = v
+			s := v.strs.next()
+			s.StringValue = kv.Value.AsString()
+			av.Value = s
 		case attribute.INT64:
-			if len(a.ints) == 0 {
-				a.ints = make([]commonpb.AnyValue_IntValue, len(a.kvs)+1)
-			}
-			v := &a.ints[0]
-			a.ints = a.ints[1:]
-			v.IntValue = kv.Value.AsInt64()
-			av.Value = v
+			n := v.ints.next()
+			n.IntValue = kv.Value.AsInt64()
+			av.Value = n
 		case attribute.BOOL:
-			if len(a.bools) == 0 {
-				a.bools = make([]commonpb.AnyValue_BoolValue, 8)
-			}
-			v := &a.bools[0]
-			a.bools = a.bools[1:]
-			v.BoolValue = kv.Value.AsBool()
-			av.Value = v
+			b := v.bools.next()
+			b.BoolValue = kv.Value.AsBool()
+			av.Value = b
 		case attribute.FLOAT64:
-			if len(a.doubles) == 0 {
-				a.doubles = make([]commonpb.AnyValue_DoubleValue, 8)
-			}
-			v := &a.doubles[0]
-			a.doubles = a.doubles[1:]
-			v.DoubleValue = kv.Value.AsFloat64()
-			av.Value = v
+			f := v.doubles.next()
+			f.DoubleValue = kv.Value.AsFloat64()
+			av.Value = f
 		default:
 			setSliceValue(av, kv.Value)
 		}
@@ -112,7 +137,8 @@ func (a *arena) keyValues(attrs []attribute.KeyValue) []*commonpb.KeyValue {
 	return out
 }
 
-// setSliceValue converts the rare slice-valued attributes, one by one.
+// setSliceValue converts the rare slice-valued attributes, one by one;
+// other types (byte slices, nested slices and maps) as their Emit string.
 func setSliceValue(av *commonpb.AnyValue, v attribute.Value) {
 	arr := &commonpb.ArrayValue{}
 	add := func(x *commonpb.AnyValue) { arr.Values = append(arr.Values, x) }
@@ -140,126 +166,355 @@ func setSliceValue(av *commonpb.AnyValue, v attribute.Value) {
 	av.Value = &commonpb.AnyValue_ArrayValue{ArrayValue: arr}
 }
 
-func (w *wireExporter) resource(r *resource.Resource) *resourcepb.Resource {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if pb, ok := w.resources[r]; ok {
-		return pb
-	}
-	if len(w.resources) >= 1024 {
-		clear(w.resources)
-	}
-	attrs := r.Attributes()
-	pb := &resourcepb.Resource{Attributes: newArena(len(attrs)).keyValues(attrs)}
-	w.resources[r] = pb
-	return pb
+// resEntry is one resource as sent: the agent's merged with a span's.
+type resEntry struct {
+	pb     *resourcepb.Resource
+	schema string
 }
 
-type scopeKey struct {
-	res   *resource.Resource
-	scope instrumentation.Scope
+// resSlice identifies a Span.Resource slice: sources share one per process
+// and never change it once spans carry it.
+type resSlice struct {
+	first *attribute.KeyValue
+	n     int
 }
 
-// ExportSpans converts and uploads one batch.
-func (w *wireExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	if len(spans) == 0 {
-		return nil
+// maxResources bounds the resources kept converted.
+const maxResources = 4096
+
+// spanFlags: sampled, and the parent (if any) known not to be remote.
+const spanFlags = uint32(trace.FlagsSampled) | uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
+
+// converter turns pipelines.Span into OTLP messages. Not safe for
+// concurrent use: the batcher calls it under its lock.
+type converter struct {
+	base  *resource.Resource
+	agent *resEntry
+	// Resources by slice (a map lookup per span at most; the last one
+	// without) and by content (once per slice).
+	bySlice   map[resSlice]*resEntry
+	byContent map[string]*resEntry
+	last      resSlice
+	lastEntry *resEntry
+	scope     *commonpb.InstrumentationScope
+
+	limits sdktrace.SpanLimits
+	// norm makes the SDK spans that apply its rules to the spans that
+	// need them (see plain); they go nowhere.
+	norm trace.Tracer
+}
+
+func newConverter(base *resource.Resource) *converter {
+	if base == nil {
+		base = resource.Empty()
 	}
-	n := 0
-	for _, s := range spans {
-		n += len(s.Attributes())
-		for _, e := range s.Events() {
-			n += len(e.Attributes)
-		}
+	c := &converter{
+		base:      base,
+		bySlice:   map[resSlice]*resEntry{},
+		byContent: map[string]*resEntry{},
+		scope:     &commonpb.InstrumentationScope{Name: ScopeName},
+		limits:    sdktrace.NewSpanLimits(),
+		norm: sdktrace.NewTracerProvider(
+			sdktrace.WithSampler(sdktrace.AlwaysSample()),
+			sdktrace.WithRawSpanLimits(sdktrace.NewSpanLimits()),
+		).Tracer(ScopeName),
 	}
-	a := newArena(n)
-	pbs := make([]tracepb.Span, len(spans))
-	statuses := make([]tracepb.Status, len(spans))
-	ids := make([]byte, 0, len(spans)*32)
-	var order []scopeKey
-	groups := map[scopeKey][]*tracepb.Span{}
-	for i, sd := range spans {
-		sc := sd.SpanContext()
-		tid, sid := sc.TraceID(), sc.SpanID()
-		pb := &pbs[i]
-		start := len(ids)
-		ids = append(ids, tid[:]...)
-		ids = append(ids, sid[:]...)
-		pb.TraceId = ids[start : start+16 : start+16]
-		pb.SpanId = ids[start+16 : start+24 : start+24]
-		parent := sd.Parent()
-		if psid := parent.SpanID(); psid.IsValid() {
-			ids = append(ids, psid[:]...)
-			pb.ParentSpanId = ids[start+24 : start+32 : start+32]
+	c.agent = newResEntry(base)
+	return c
+}
+
+// newResEntry converts a resource, merged under the variables
+// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME as the trace SDK merges
+// a provider's resource (the agent's resource holds them already).
+func newResEntry(r *resource.Resource) *resEntry {
+	if m, err := resource.Merge(resource.Environment(), r); err == nil {
+		r = m
+	}
+	var v values
+	return &resEntry{pb: &resourcepb.Resource{Attributes: v.keyValues(r.Attributes())}, schema: r.SchemaURL()}
+}
+
+// resource returns the resource of spans about the given attributes.
+func (c *converter) resource(attrs []attribute.KeyValue) *resEntry {
+	if len(attrs) == 0 {
+		return c.agent
+	}
+	k := resSlice{&attrs[0], len(attrs)}
+	if k == c.last {
+		return c.lastEntry
+	}
+	e, ok := c.bySlice[k]
+	if !ok {
+		var b strings.Builder
+		for _, kv := range attrs {
+			b.WriteString(string(kv.Key))
+			b.WriteByte(0)
+			b.WriteString(kv.Value.Type().String())
+			b.WriteByte(0)
+			b.WriteString(kv.Value.Emit())
+			b.WriteByte(0)
 		}
-		flags := uint32(sc.TraceFlags()) | uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
-		if parent.IsRemote() {
-			flags |= uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
+		key := b.String()
+		if e, ok = c.byContent[key]; !ok {
+			// NewSchemaless sorts what it is given: not the source's slice.
+			res, err := resource.Merge(c.base, resource.NewSchemaless(slices.Clone(attrs)...))
+			if err != nil {
+				res = c.base
+			}
+			e = newResEntry(res)
+			if len(c.byContent) >= maxResources {
+				clear(c.byContent)
+			}
+			c.byContent[key] = e
 		}
-		pb.Flags = flags
-		if ts := sc.TraceState(); ts.Len() > 0 {
-			pb.TraceState = ts.String()
+		if len(c.bySlice) >= maxResources {
+			clear(c.bySlice)
 		}
-		pb.Name = sd.Name()
-		pb.Kind = spanKind(sd.SpanKind())
-		pb.StartTimeUnixNano = uint64(max(0, sd.StartTime().UnixNano()))
-		pb.EndTimeUnixNano = uint64(max(0, sd.EndTime().UnixNano()))
-		pb.Attributes = a.keyValues(sd.Attributes())
-		pb.DroppedAttributesCount = uint32(max(0, sd.DroppedAttributes()))
-		pb.DroppedEventsCount = uint32(max(0, sd.DroppedEvents()))
-		pb.DroppedLinksCount = uint32(max(0, sd.DroppedLinks()))
-		if evs := sd.Events(); len(evs) > 0 {
-			pb.Events = make([]*tracepb.Span_Event, len(evs))
-			for j, e := range evs {
-				pb.Events[j] = &tracepb.Span_Event{
-					TimeUnixNano:           uint64(max(0, e.Time.UnixNano())),
-					Name:                   e.Name,
-					Attributes:             a.keyValues(e.Attributes),
-					DroppedAttributesCount: uint32(max(0, e.DroppedAttributeCount)),
-				}
+		c.bySlice[k] = e
+	}
+	c.last, c.lastEntry = k, e
+	return e
+}
+
+// plain reports a span the SDK would record as it is.
+func (c *converter) plain(s *pipelines.Span) bool {
+	if s.Start.IsZero() || s.End.IsZero() {
+		return false
+	}
+	if lim := c.limits.AttributeCountLimit; lim >= 0 && len(s.Attrs) > lim {
+		return false
+	}
+	vlim := c.limits.AttributeValueLengthLimit
+	for i, kv := range s.Attrs {
+		if kv.Key == "" {
+			return false
+		}
+		switch kv.Value.Type() {
+		case attribute.SLICE, attribute.MAP:
+			return false
+		case attribute.STRING:
+			if vlim >= 0 && len(kv.Value.AsString()) > vlim {
+				return false
+			}
+		case attribute.STRINGSLICE, attribute.BYTESLICE:
+			if vlim >= 0 {
+				return false
 			}
 		}
-		for _, l := range sd.Links() {
-			ltid, lsid := l.SpanContext.TraceID(), l.SpanContext.SpanID()
-			pb.Links = append(pb.Links, &tracepb.Span_Link{
-				TraceId: append([]byte(nil), ltid[:]...), SpanId: append([]byte(nil), lsid[:]...),
-				TraceState: l.SpanContext.TraceState().String(), Attributes: newArena(len(l.Attributes)).keyValues(l.Attributes),
-			})
+		for _, prev := range s.Attrs[:i] {
+			if prev.Key == kv.Key {
+				return false
+			}
 		}
-		st := sd.Status()
-		statuses[i].Code = tracepb.Status_STATUS_CODE_UNSET
-		switch st.Code {
-		case 1: // codes.Error
-			statuses[i].Code = tracepb.Status_STATUS_CODE_ERROR
-		case 2: // codes.Ok
-			statuses[i].Code = tracepb.Status_STATUS_CODE_OK
+	}
+	if lim := c.limits.EventCountLimit; lim >= 0 && len(s.Events) > lim {
+		return false
+	}
+	for _, ev := range s.Events {
+		if ev.Time.IsZero() {
+			return false
 		}
-		statuses[i].Message = st.Description
-		pb.Status = &statuses[i]
+		if lim := c.limits.AttributePerEventCountLimit; lim >= 0 && len(ev.Attrs) > lim {
+			return false
+		}
+		for _, kv := range ev.Attrs {
+			if t := kv.Value.Type(); t == attribute.SLICE || t == attribute.MAP {
+				return false
+			}
+		}
+	}
+	return true
+}
 
-		key := scopeKey{res: sd.Resource(), scope: sd.InstrumentationScope()}
-		if _, ok := groups[key]; !ok {
-			order = append(order, key)
-		}
-		groups[key] = append(groups[key], pb)
+// normalize records s as an SDK span, which applies the SDK's limits and
+// attribute rules.
+func (c *converter) normalize(s *pipelines.Span) sdktrace.ReadOnlySpan {
+	_, span := c.norm.Start(context.Background(), s.Name,
+		trace.WithTimestamp(s.Start), trace.WithAttributes(s.Attrs...))
+	for _, ev := range s.Events {
+		span.AddEvent(ev.Name, trace.WithTimestamp(ev.Time), trace.WithAttributes(ev.Attrs...))
 	}
-	// One ResourceSpans per resource, one ScopeSpans per scope within it.
-	byRes := map[*resource.Resource]*tracepb.ResourceSpans{}
-	var out []*tracepb.ResourceSpans
-	for _, key := range order {
-		rs, ok := byRes[key.res]
+	span.End(trace.WithTimestamp(s.End))
+	return span.(sdktrace.ReadOnlySpan)
+}
+
+// wireBatch is one export's worth of spans as OTLP messages, grouped by
+// resource in the order of their first span.
+type wireBatch struct {
+	n        int // spans
+	spans    slab[tracepb.Span]
+	statuses slab[tracepb.Status]
+	events   slab[tracepb.Span_Event]
+	evPtrs   slab[*tracepb.Span_Event]
+	ids      slab[byte]
+	vals     values
+
+	groups []group
+	index  map[*resEntry]int
+	last   *resEntry
+	lastG  int
+
+	rss    slab[tracepb.ResourceSpans]
+	sss    slab[tracepb.ScopeSpans]
+	ssPtrs slab[*tracepb.ScopeSpans]
+	out    []*tracepb.ResourceSpans
+}
+
+type group struct {
+	res   *resEntry
+	spans []*tracepb.Span
+}
+
+func newWireBatch() *wireBatch {
+	w := &wireBatch{index: map[*resEntry]int{}}
+	w.ids.size = 64 << 10
+	return w
+}
+
+func (w *wireBatch) reset() {
+	w.n = 0
+	w.spans.reset()
+	w.statuses.reset()
+	w.events.reset()
+	w.evPtrs.reset()
+	w.ids.reset()
+	w.vals.reset()
+	for i := range w.groups {
+		clear(w.groups[i].spans)
+		w.groups[i].spans = w.groups[i].spans[:0]
+		w.groups[i].res = nil
+	}
+	w.groups = w.groups[:0]
+	clear(w.index)
+	w.last = nil
+	w.rss.reset()
+	w.sss.reset()
+	w.ssPtrs.reset()
+	clear(w.out)
+	w.out = w.out[:0]
+}
+
+// add converts one span into the batch.
+func (w *wireBatch) add(c *converter, s *pipelines.Span) {
+	pb := w.spans.next()
+	tid, sid, parent := s.TraceID, s.SpanID, s.ParentID
+	if !tid.IsValid() || !sid.IsValid() {
+		// The exporter makes the ids of spans that bring none.
+		tid, sid, parent = randomIDs()
+	}
+	if parent.IsValid() {
+		ids := w.ids.take(32)
+		copy(ids[24:], parent[:])
+		pb.ParentSpanId = ids[24:32:32]
+		pb.TraceId, pb.SpanId = ids[:16:16], ids[16:24:24]
+	} else {
+		ids := w.ids.take(24)
+		pb.TraceId, pb.SpanId = ids[:16:16], ids[16:24:24]
+	}
+	copy(pb.TraceId, tid[:])
+	copy(pb.SpanId, sid[:])
+	pb.Flags = spanFlags
+	pb.Name = s.Name
+	pb.Kind = spanKind(trace.ValidateSpanKind(s.Kind))
+	st := w.statuses.next()
+	if s.Error {
+		st.Code = tracepb.Status_STATUS_CODE_ERROR
+		st.Message = s.StatusMessage
+	}
+	pb.Status = st
+
+	if c.plain(s) {
+		pb.StartTimeUnixNano = unixNano(s.Start.UnixNano())
+		pb.EndTimeUnixNano = unixNano(s.End.UnixNano())
+		pb.Attributes = w.vals.keyValues(s.Attrs)
+		if len(s.Events) > 0 {
+			pb.Events = w.evPtrs.take(len(s.Events))
+			for j := range s.Events {
+				ev := &s.Events[j]
+				e := w.events.next()
+				e.TimeUnixNano = unixNano(ev.Time.UnixNano())
+				e.Name = ev.Name
+				e.Attributes = w.vals.keyValues(ev.Attrs)
+				pb.Events[j] = e
+			}
+		}
+	} else {
+		sd := c.normalize(s)
+		pb.StartTimeUnixNano = unixNano(sd.StartTime().UnixNano())
+		pb.EndTimeUnixNano = unixNano(sd.EndTime().UnixNano())
+		pb.Attributes = w.vals.keyValues(sd.Attributes())
+		pb.DroppedAttributesCount = uint32(max(0, sd.DroppedAttributes()))
+		pb.DroppedEventsCount = uint32(max(0, sd.DroppedEvents()))
+		if evs := sd.Events(); len(evs) > 0 {
+			pb.Events = w.evPtrs.take(len(evs))
+			for j, ev := range evs {
+				e := w.events.next()
+				e.TimeUnixNano = unixNano(ev.Time.UnixNano())
+				e.Name = ev.Name
+				e.Attributes = w.vals.keyValues(ev.Attributes)
+				e.DroppedAttributesCount = uint32(max(0, ev.DroppedAttributeCount))
+				pb.Events[j] = e
+			}
+		}
+	}
+
+	res := c.resource(s.Resource)
+	if res != w.last {
+		g, ok := w.index[res]
 		if !ok {
-			rs = &tracepb.ResourceSpans{Resource: w.resource(key.res), SchemaUrl: key.res.SchemaURL()}
-			byRes[key.res] = rs
-			out = append(out, rs)
+			g = len(w.groups)
+			if g < cap(w.groups) {
+				w.groups = w.groups[:g+1]
+			} else {
+				w.groups = append(w.groups, group{})
+			}
+			w.groups[g].res = res
+			w.index[res] = g
 		}
-		rs.ScopeSpans = append(rs.ScopeSpans, &tracepb.ScopeSpans{
-			Scope:     &commonpb.InstrumentationScope{Name: key.scope.Name, Version: key.scope.Version},
-			SchemaUrl: key.scope.SchemaURL,
-			Spans:     groups[key],
-		})
+		w.last, w.lastG = res, g
 	}
-	return w.client.UploadTraces(ctx, out)
+	w.groups[w.lastG].spans = append(w.groups[w.lastG].spans, pb)
+	w.n++
+}
+
+// request is the batch as ResourceSpans, one ScopeSpans each.
+func (w *wireBatch) request(scope *commonpb.InstrumentationScope) []*tracepb.ResourceSpans {
+	w.out = w.out[:0]
+	for i := range w.groups {
+		g := &w.groups[i]
+		ss := w.sss.next()
+		ss.Scope = scope
+		ss.Spans = g.spans
+		rs := w.rss.next()
+		rs.Resource = g.res.pb
+		rs.SchemaUrl = g.res.schema
+		rs.ScopeSpans = w.ssPtrs.take(1)
+		rs.ScopeSpans[0] = ss
+		w.out = append(w.out, rs)
+	}
+	return w.out
+}
+
+func unixNano(ns int64) uint64 { return uint64(max(0, ns)) }
+
+// randomIDs are the ids of a span that brings none: a root.
+func randomIDs() (trace.TraceID, trace.SpanID, trace.SpanID) {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	for !tid.IsValid() {
+		putUint64(tid[:8], rand.Uint64())
+		putUint64(tid[8:], rand.Uint64())
+	}
+	for !sid.IsValid() {
+		putUint64(sid[:], rand.Uint64())
+	}
+	return tid, sid, trace.SpanID{}
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := range 8 {
+		b[i] = byte(v >> (56 - 8*i))
+	}
 }
 
 func spanKind(k trace.SpanKind) tracepb.Span_SpanKind {
