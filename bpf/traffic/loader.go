@@ -42,17 +42,38 @@ type Probe struct {
 	counters   *ebpf.Map
 	stats      *ebpf.Map
 	maxEntries uint32
+	ownerKey   string
+	forgetTCP  bool
 }
+
+// How packets are tied to their socket's owner (Probe.OwnerKey).
+const (
+	// OwnerKeyCookie: by socket cookie, never reused (fentry and tp_btf on 5.12+).
+	OwnerKeyCookie = "cookie"
+	// OwnerKeyAddress: by the socket's kernel address, which a new socket
+	// may inherit from a freed one.
+	OwnerKeyAddress = "address"
+)
+
+// destroyTracepoint fires once per TCP socket the kernel tears down; the
+// rungs that key owners by address forget the socket there.
+const destroyTracepoint = "tcp_destroy_sock"
 
 // plan is what one rung needs: the programs to keep and how to attach them.
 type plan struct {
-	progs  []string
-	attach func(c *ebpf.Collection) ([]link.Link, error)
+	progs []string
 	// optional programs may fail to attach (older kernels): a note, not an error.
 	optional map[string]string
 	notes    []string
 	// retarget names the kernel function or tracepoint of each program.
 	retarget map[string]string
+	// owners: the rung's programs learn socket owners. direct: they read
+	// BTF pointers (fentry, tp_btf) and may key owners by socket cookie.
+	owners, direct bool
+	// destroy forgets a TCP socket's owner when it is destroyed; attached
+	// only when owners are keyed by address. "" when the kernel lacks the
+	// tracepoint.
+	destroy string
 }
 
 // Open loads the traffic programs on the best rung the kernel allows (or the
@@ -118,21 +139,14 @@ func planFor(rung string, opts Options) (*plan, error) {
 			p.progs = append(p.progs, prefix+"sendmsg", prefix+"recvmsg")
 			p.optional[prefix+"sendmsg"] = "socket owners unknown for sends"
 			p.optional[prefix+"recvmsg"] = "socket owners unknown for receives"
+			p.owners = true
+			// Tracepoints attach as the rung's receive program does.
+			if k.HasTracepoint(destroyTracepoint) {
+				p.destroy = strings.TrimSuffix(recv, "recv") + "sock_destroy"
+				targets[p.destroy] = destroyTracepoint
+			}
 		}
-		p.attach = func(c *ebpf.Collection) ([]link.Link, error) {
-			return attachEach(p, c, func(name string, prog *ebpf.Program) (link.Link, error) {
-				switch {
-				case name == "raw_tp_recv":
-					return link.AttachRawTracepoint(link.RawTracepointOptions{Name: targets[name], Program: prog})
-				case name == "tp_btf_recv":
-					return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
-				case rung == hooks.Kprobe:
-					return link.Kprobe(targets[name], prog, nil)
-				}
-				return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})
-			})
-		}
-		// fentry programs carry their target; kprobes get it at attach.
+		p.direct = rung == hooks.Fentry
 		p.retarget = targets
 	case hooks.TpBTF, hooks.RawTracepoint:
 		if rung == hooks.TpBTF && !k.Native {
@@ -154,18 +168,16 @@ func planFor(rung string, opts Options) (*plan, error) {
 				tps[prefix+"send_length"] = "sock_send_length"
 				tps[prefix+"recv_length"] = "sock_recv_length"
 				p.progs = append(p.progs, prefix+"send_length", prefix+"recv_length")
+				p.owners = true
+				if k.HasTracepoint(destroyTracepoint) {
+					p.destroy = prefix + "sock_destroy"
+					tps[p.destroy] = destroyTracepoint
+				}
 			} else {
 				p.notes = append(p.notes, "no sock_send_length/sock_recv_length tracepoints (before 6.3): socket owners are unknown, packets are attributed to the current task")
 			}
 		}
-		p.attach = func(c *ebpf.Collection) ([]link.Link, error) {
-			return attachEach(p, c, func(name string, prog *ebpf.Program) (link.Link, error) {
-				if rung == hooks.RawTracepoint {
-					return link.AttachRawTracepoint(link.RawTracepointOptions{Name: tps[name], Program: prog})
-				}
-				return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
-			})
-		}
+		p.direct = rung == hooks.TpBTF
 		p.retarget = tps
 	default:
 		return nil, fmt.Errorf("unknown rung %q", rung)
@@ -173,10 +185,34 @@ func planFor(rung string, opts Options) (*plan, error) {
 	return p, nil
 }
 
-func attachEach(p *plan, c *ebpf.Collection, attach func(string, *ebpf.Program) (link.Link, error)) ([]link.Link, error) {
-	var links []link.Link
+// attachProg attaches one program by the kind its name starts with. fentry
+// and tp_btf programs carry their target from load; kprobes and raw
+// tracepoints get it here.
+func attachProg(name, target string, prog *ebpf.Program) (link.Link, error) {
+	switch {
+	case strings.HasPrefix(name, "raw_tp_"):
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: target, Program: prog})
+	case strings.HasPrefix(name, "tp_btf_"):
+		return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+	case strings.HasPrefix(name, "kprobe_"):
+		return link.Kprobe(target, prog, nil)
+	case strings.HasPrefix(name, "fentry_"):
+		return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})
+	}
+	return nil, fmt.Errorf("no attach kind for program %s", name)
+}
+
+// typed are the program kinds that name their target at load.
+func typed(name string) bool {
+	return strings.HasPrefix(name, "fentry_") || strings.HasPrefix(name, "tp_btf_")
+}
+
+// attachEach attaches the plan's programs; an optional one that fails
+// becomes a note. attached names those that did attach.
+func attachEach(p *plan, c *ebpf.Collection) (links []link.Link, attached map[string]bool, err error) {
+	attached = map[string]bool{}
 	for _, name := range p.progs {
-		l, err := attach(name, c.Programs[name])
+		l, err := attachProg(name, p.retarget[name], c.Programs[name])
 		if err != nil {
 			if why, ok := p.optional[name]; ok {
 				p.notes = append(p.notes, fmt.Sprintf("%s: %s (%v)", name, why, err))
@@ -185,11 +221,12 @@ func attachEach(p *plan, c *ebpf.Collection, attach func(string, *ebpf.Program) 
 			for _, l := range links {
 				l.Close()
 			}
-			return nil, fmt.Errorf("attach %s: %w", name, err)
+			return nil, nil, fmt.Errorf("attach %s: %w", name, err)
 		}
 		links = append(links, l)
+		attached[name] = true
 	}
-	return links, nil
+	return links, attached, nil
 }
 
 func load(rung string, p *plan, opts Options) (*Probe, error) {
@@ -197,36 +234,38 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	keep := map[string]bool{}
-	for _, n := range p.progs {
-		keep[n] = true
+	// Owners by socket cookie where the rung reads BTF pointers; a kernel
+	// before 5.12 refuses the helper in tracing programs, and only then
+	// does the rung fall back to the address.
+	cookie := p.owners && p.direct
+	coll, err := loadSpec(spec.Copy(), p, cookie, opts)
+	if err != nil && cookie && cookieRefused(err) {
+		opts.Log.Debug("traffic: socket cookie refused in tracing programs, owners keyed by address", "rung", rung, "error", err)
+		cookie = false
+		coll, err = loadSpec(spec.Copy(), p, cookie, opts)
 	}
-	for name, ps := range spec.Programs {
-		if !keep[name] {
-			delete(spec.Programs, name)
-			continue
-		}
-		if rung == hooks.Fentry || rung == hooks.TpBTF {
-			ps.AttachTo = p.retarget[name]
-		}
-	}
-	if opts.MaxEntries > 0 {
-		spec.Maps[trafficMapTraffic].MaxEntries = opts.MaxEntries
-	}
-	attr := uint32(0)
-	if opts.AttributeSocket {
-		attr = 1
-	}
-	if err := spec.Variables[trafficVarAttributeSocket].Set(attr); err != nil {
-		return nil, err
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		Programs: ebpf.ProgramOptions{KernelTypes: opts.Kernel.Types},
-	})
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	links, err := p.attach(coll)
+	key := ""
+	if p.owners {
+		key = OwnerKeyCookie
+		if !cookie {
+			key = OwnerKeyAddress
+			why := "kprobe and raw tracepoint programs may not ask for socket cookies"
+			if p.direct {
+				why = "this kernel (before 5.12) refuses bpf_get_socket_cookie in tracing programs"
+			}
+			p.notes = append(p.notes, "socket owners keyed by socket address ("+why+"): a new UDP socket allocated where a closed one lived can be charged to the closed socket's owner until it is seen sending or receiving")
+			if p.destroy != "" {
+				p.progs = append(p.progs, p.destroy)
+				p.optional[p.destroy] = "owners of closed TCP sockets are not forgotten"
+			} else {
+				p.notes = append(p.notes, "no tcp:tcp_destroy_sock tracepoint: owners of closed TCP sockets are not forgotten")
+			}
+		}
+	}
+	links, attached, err := attachEach(p, coll)
 	if err != nil {
 		coll.Close()
 		return nil, err
@@ -238,12 +277,75 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 		Notes:      p.notes,
 		counters:   coll.Maps[trafficMapTraffic],
 		stats:      coll.Maps[trafficMapStats],
-		maxEntries: spec.Maps[trafficMapTraffic].MaxEntries,
+		maxEntries: coll.Maps[trafficMapTraffic].MaxEntries(),
+		ownerKey:   key,
+		forgetTCP:  p.destroy != "" && attached[p.destroy],
 	}, nil
+}
+
+// loadSpec loads the programs of the plan (with the destroy program when
+// owners are keyed by address) and sets the loader's constants.
+func loadSpec(spec *ebpf.CollectionSpec, p *plan, cookie bool, opts Options) (*ebpf.Collection, error) {
+	keep := map[string]bool{}
+	for _, n := range p.progs {
+		keep[n] = true
+	}
+	if p.owners && !cookie && p.destroy != "" {
+		keep[p.destroy] = true
+	}
+	for name, ps := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+			continue
+		}
+		if typed(name) {
+			ps.AttachTo = p.retarget[name]
+		}
+	}
+	if opts.MaxEntries > 0 {
+		spec.Maps[trafficMapTraffic].MaxEntries = opts.MaxEntries
+	}
+	for v, on := range map[string]bool{trafficVarAttributeSocket: opts.AttributeSocket, trafficVarOwnerCookie: cookie} {
+		val := uint32(0)
+		if on {
+			val = 1
+		}
+		if err := spec.Variables[v].Set(val); err != nil {
+			return nil, err
+		}
+	}
+	return ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: opts.Kernel.Types},
+	})
+}
+
+// cookieRefused tells the verifier's refusal of bpf_get_socket_cookie (as
+// 5.10 and 5.11 say it: "unknown func bpf_get_socket_cookie#46") from any
+// other load error, which must not be hidden by a fallback.
+func cookieRefused(err error) bool {
+	var ve *ebpf.VerifierError
+	if !errors.As(err, &ve) {
+		return false
+	}
+	for _, l := range ve.Log {
+		if strings.Contains(l, "bpf_get_socket_cookie") || strings.Contains(l, "func#46") {
+			return true
+		}
+	}
+	return false
 }
 
 // Rung is the hook rung in use.
 func (p *Probe) Rung() string { return p.rung }
+
+// OwnerKey is how packets are tied to their socket's owner: OwnerKeyCookie,
+// OwnerKeyAddress, or "" when this rung learns no owners (attribution
+// "current", or no hook to learn them on this kernel).
+func (p *Probe) OwnerKey() string { return p.ownerKey }
+
+// ForgetsClosedTCP reports whether owners of TCP sockets are forgotten when
+// the kernel destroys the socket (address keys with tcp:tcp_destroy_sock).
+func (p *Probe) ForgetsClosedTCP() bool { return p.forgetTCP }
 
 // MaxEntries is the capacity of the counter map.
 func (p *Probe) MaxEntries() uint32 { return p.maxEntries }

@@ -62,8 +62,12 @@ struct {
 	__type(value, struct traffic_value);
 } traffic SEC(".maps");
 
-// LRU keyed by socket address: bounded without a cleanup hook; a reused
-// address is corrected by the next send or receive of the new owner.
+// LRU keyed by socket cookie where the kernel lets tracing programs ask for
+// it (owner_cookie), else by socket address: bounded without a cleanup hook.
+// Cookies are never reused. An address is: a new socket allocated where a
+// freed one lived finds the old entry until its owner is remembered, so the
+// rungs keyed by address also forget TCP sockets when the kernel destroys
+// them (tcp:tcp_destroy_sock, attached only there).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -82,6 +86,13 @@ struct {
 // packet has a socket we have seen, 0 to the task running (the seed's way).
 volatile const __u32 attribute_socket = 1;
 
+// Set by the loader: 1 keys owners by socket cookie on the rungs that read
+// BTF pointers (fentry, tp_btf), where the kernel allows
+// bpf_get_socket_cookie(struct sock *) in tracing programs (5.12+); 0 keys
+// them by address. Where it is 0 the verifier drops the helper call as dead
+// code, so the same programs load on older kernels.
+volatile const __u32 owner_cookie = 0;
+
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -89,11 +100,24 @@ static __always_inline void stat_inc(__u32 idx)
 		*v += 1;
 }
 
-static __always_inline void remember_owner(struct sock *sk)
+// owner_key is a socket's key in owners. A cookie is 0 until something asks
+// for it: remember_owner does, so a socket whose cookie is still 0 has no
+// entry and needs no lookup. Reading it is one load; the helper that makes
+// it is called only by remember_owner, once per socket.
+static __always_inline __u64 owner_key(struct sock *sk, const bool direct)
+{
+	if (direct && owner_cookie)
+		return sk->__sk_common.skc_cookie.counter;
+	return (__u64)sk;
+}
+
+static __always_inline void remember_owner(struct sock *sk, const bool direct)
 {
 	if (!sk)
 		return;
-	__u64 k = (__u64)sk;
+	__u64 k = owner_key(sk, direct);
+	if (direct && owner_cookie && !k)
+		k = bpf_get_socket_cookie(sk);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 pid = pid_tgid >> 32;
 	struct owner *o = bpf_map_lookup_elem(&owners, &k);
@@ -150,8 +174,8 @@ static __always_inline void count(struct sk_buff *skb, bool tx, const bool direc
 		len += net - mac;
 
 	bool owned = false;
-	if (attribute_socket && sk) {
-		__u64 k = (__u64)sk;
+	__u64 k = attribute_socket && sk ? owner_key(sk, direct) : 0;
+	if (k) {
 		struct owner *o = bpf_map_lookup_elem(&owners, &k);
 		if (o) {
 			key.pid = o->pid;
@@ -219,14 +243,14 @@ int BPF_PROG(fentry_xmit, struct sk_buff *skb)
 SEC("fentry/sock_sendmsg")
 int BPF_PROG(fentry_sendmsg, struct socket *sock)
 {
-	remember_owner(BPF_CORE_READ(sock, sk));
+	remember_owner(sock->sk, true);
 	return 0;
 }
 
 SEC("fentry/sock_recvmsg")
 int BPF_PROG(fentry_recvmsg, struct socket *sock)
 {
-	remember_owner(BPF_CORE_READ(sock, sk));
+	remember_owner(sock->sk, true);
 	return 0;
 }
 
@@ -242,14 +266,14 @@ int BPF_KPROBE(kprobe_xmit, struct sk_buff *skb)
 SEC("kprobe/sock_sendmsg")
 int BPF_KPROBE(kprobe_sendmsg, struct socket *sock)
 {
-	remember_owner(BPF_CORE_READ(sock, sk));
+	remember_owner(BPF_CORE_READ(sock, sk), false);
 	return 0;
 }
 
 SEC("kprobe/sock_recvmsg")
 int BPF_KPROBE(kprobe_recvmsg, struct socket *sock)
 {
-	remember_owner(BPF_CORE_READ(sock, sk));
+	remember_owner(BPF_CORE_READ(sock, sk), false);
 	return 0;
 }
 
@@ -274,14 +298,14 @@ int BPF_PROG(tp_btf_recv, struct sk_buff *skb)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_btf_send_length, struct sock *sk)
 {
-	remember_owner(sk);
+	remember_owner(sk, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_btf_recv_length, struct sock *sk)
 {
-	remember_owner(sk);
+	remember_owner(sk, true);
 	return 0;
 }
 
@@ -304,13 +328,38 @@ int raw_tp_recv(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sock_send_length")
 int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember_owner((struct sock *)ctx->args[0]);
+	remember_owner((struct sock *)ctx->args[0], false);
 	return 0;
 }
 
 SEC("raw_tracepoint/sock_recv_length")
 int raw_tp_recv_length(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember_owner((struct sock *)ctx->args[0]);
+	remember_owner((struct sock *)ctx->args[0], false);
+	return 0;
+}
+
+// ---- forgetting destroyed TCP sockets (owners keyed by address only) --------
+// tcp:tcp_destroy_sock fires once per TCP socket, when the kernel tears it
+// down; nothing is sent on it afterwards, and its memory may then hold the
+// next socket. Per socket, not per packet. UDP has no such tracepoint.
+
+static __always_inline void forget_owner(struct sock *sk)
+{
+	__u64 k = (__u64)sk;
+	bpf_map_delete_elem(&owners, &k);
+}
+
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(tp_btf_sock_destroy, struct sock *sk)
+{
+	forget_owner(sk);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_destroy_sock")
+int raw_tp_sock_destroy(struct bpf_raw_tracepoint_args *ctx)
+{
+	forget_owner((struct sock *)ctx->args[0]);
 	return 0;
 }

@@ -42,24 +42,27 @@ type trafficTrafficValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	trafficMapOwners           = "owners"
-	trafficMapStats            = "stats"
-	trafficMapTraffic          = "traffic"
-	trafficProgFentryRecvmsg   = "fentry_recvmsg"
-	trafficProgFentrySendmsg   = "fentry_sendmsg"
-	trafficProgFentryXmit      = "fentry_xmit"
-	trafficProgKprobeRecvmsg   = "kprobe_recvmsg"
-	trafficProgKprobeSendmsg   = "kprobe_sendmsg"
-	trafficProgKprobeXmit      = "kprobe_xmit"
-	trafficProgRawTpRecv       = "raw_tp_recv"
-	trafficProgRawTpRecvLength = "raw_tp_recv_length"
-	trafficProgRawTpSendLength = "raw_tp_send_length"
-	trafficProgRawTpXmit       = "raw_tp_xmit"
-	trafficProgTpBtfRecv       = "tp_btf_recv"
-	trafficProgTpBtfRecvLength = "tp_btf_recv_length"
-	trafficProgTpBtfSendLength = "tp_btf_send_length"
-	trafficProgTpBtfXmit       = "tp_btf_xmit"
-	trafficVarAttributeSocket  = "attribute_socket"
+	trafficMapOwners            = "owners"
+	trafficMapStats             = "stats"
+	trafficMapTraffic           = "traffic"
+	trafficProgFentryRecvmsg    = "fentry_recvmsg"
+	trafficProgFentrySendmsg    = "fentry_sendmsg"
+	trafficProgFentryXmit       = "fentry_xmit"
+	trafficProgKprobeRecvmsg    = "kprobe_recvmsg"
+	trafficProgKprobeSendmsg    = "kprobe_sendmsg"
+	trafficProgKprobeXmit       = "kprobe_xmit"
+	trafficProgRawTpRecv        = "raw_tp_recv"
+	trafficProgRawTpRecvLength  = "raw_tp_recv_length"
+	trafficProgRawTpSendLength  = "raw_tp_send_length"
+	trafficProgRawTpSockDestroy = "raw_tp_sock_destroy"
+	trafficProgRawTpXmit        = "raw_tp_xmit"
+	trafficProgTpBtfRecv        = "tp_btf_recv"
+	trafficProgTpBtfRecvLength  = "tp_btf_recv_length"
+	trafficProgTpBtfSendLength  = "tp_btf_send_length"
+	trafficProgTpBtfSockDestroy = "tp_btf_sock_destroy"
+	trafficProgTpBtfXmit        = "tp_btf_xmit"
+	trafficVarAttributeSocket   = "attribute_socket"
+	trafficVarOwnerCookie       = "owner_cookie"
 )
 
 // loadTraffic returns the embedded CollectionSpec for traffic.
@@ -104,20 +107,22 @@ type trafficSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficProgramSpecs struct {
-	FentryRecvmsg   *ebpf.ProgramSpec `ebpf:"fentry_recvmsg"`
-	FentrySendmsg   *ebpf.ProgramSpec `ebpf:"fentry_sendmsg"`
-	FentryXmit      *ebpf.ProgramSpec `ebpf:"fentry_xmit"`
-	KprobeRecvmsg   *ebpf.ProgramSpec `ebpf:"kprobe_recvmsg"`
-	KprobeSendmsg   *ebpf.ProgramSpec `ebpf:"kprobe_sendmsg"`
-	KprobeXmit      *ebpf.ProgramSpec `ebpf:"kprobe_xmit"`
-	RawTpRecv       *ebpf.ProgramSpec `ebpf:"raw_tp_recv"`
-	RawTpRecvLength *ebpf.ProgramSpec `ebpf:"raw_tp_recv_length"`
-	RawTpSendLength *ebpf.ProgramSpec `ebpf:"raw_tp_send_length"`
-	RawTpXmit       *ebpf.ProgramSpec `ebpf:"raw_tp_xmit"`
-	TpBtfRecv       *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
-	TpBtfRecvLength *ebpf.ProgramSpec `ebpf:"tp_btf_recv_length"`
-	TpBtfSendLength *ebpf.ProgramSpec `ebpf:"tp_btf_send_length"`
-	TpBtfXmit       *ebpf.ProgramSpec `ebpf:"tp_btf_xmit"`
+	FentryRecvmsg    *ebpf.ProgramSpec `ebpf:"fentry_recvmsg"`
+	FentrySendmsg    *ebpf.ProgramSpec `ebpf:"fentry_sendmsg"`
+	FentryXmit       *ebpf.ProgramSpec `ebpf:"fentry_xmit"`
+	KprobeRecvmsg    *ebpf.ProgramSpec `ebpf:"kprobe_recvmsg"`
+	KprobeSendmsg    *ebpf.ProgramSpec `ebpf:"kprobe_sendmsg"`
+	KprobeXmit       *ebpf.ProgramSpec `ebpf:"kprobe_xmit"`
+	RawTpRecv        *ebpf.ProgramSpec `ebpf:"raw_tp_recv"`
+	RawTpRecvLength  *ebpf.ProgramSpec `ebpf:"raw_tp_recv_length"`
+	RawTpSendLength  *ebpf.ProgramSpec `ebpf:"raw_tp_send_length"`
+	RawTpSockDestroy *ebpf.ProgramSpec `ebpf:"raw_tp_sock_destroy"`
+	RawTpXmit        *ebpf.ProgramSpec `ebpf:"raw_tp_xmit"`
+	TpBtfRecv        *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
+	TpBtfRecvLength  *ebpf.ProgramSpec `ebpf:"tp_btf_recv_length"`
+	TpBtfSendLength  *ebpf.ProgramSpec `ebpf:"tp_btf_send_length"`
+	TpBtfSockDestroy *ebpf.ProgramSpec `ebpf:"tp_btf_sock_destroy"`
+	TpBtfXmit        *ebpf.ProgramSpec `ebpf:"tp_btf_xmit"`
 }
 
 // trafficMapSpecs contains maps before they are loaded into the kernel.
@@ -134,6 +139,7 @@ type trafficMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficVariableSpecs struct {
 	AttributeSocket *ebpf.VariableSpec `ebpf:"attribute_socket"`
+	OwnerCookie     *ebpf.VariableSpec `ebpf:"owner_cookie"`
 }
 
 // trafficObjects contains all objects after they have been loaded into the kernel.
@@ -174,26 +180,29 @@ func (m *trafficMaps) Close() error {
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficVariables struct {
 	AttributeSocket *ebpf.Variable `ebpf:"attribute_socket"`
+	OwnerCookie     *ebpf.Variable `ebpf:"owner_cookie"`
 }
 
 // trafficPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficPrograms struct {
-	FentryRecvmsg   *ebpf.Program `ebpf:"fentry_recvmsg"`
-	FentrySendmsg   *ebpf.Program `ebpf:"fentry_sendmsg"`
-	FentryXmit      *ebpf.Program `ebpf:"fentry_xmit"`
-	KprobeRecvmsg   *ebpf.Program `ebpf:"kprobe_recvmsg"`
-	KprobeSendmsg   *ebpf.Program `ebpf:"kprobe_sendmsg"`
-	KprobeXmit      *ebpf.Program `ebpf:"kprobe_xmit"`
-	RawTpRecv       *ebpf.Program `ebpf:"raw_tp_recv"`
-	RawTpRecvLength *ebpf.Program `ebpf:"raw_tp_recv_length"`
-	RawTpSendLength *ebpf.Program `ebpf:"raw_tp_send_length"`
-	RawTpXmit       *ebpf.Program `ebpf:"raw_tp_xmit"`
-	TpBtfRecv       *ebpf.Program `ebpf:"tp_btf_recv"`
-	TpBtfRecvLength *ebpf.Program `ebpf:"tp_btf_recv_length"`
-	TpBtfSendLength *ebpf.Program `ebpf:"tp_btf_send_length"`
-	TpBtfXmit       *ebpf.Program `ebpf:"tp_btf_xmit"`
+	FentryRecvmsg    *ebpf.Program `ebpf:"fentry_recvmsg"`
+	FentrySendmsg    *ebpf.Program `ebpf:"fentry_sendmsg"`
+	FentryXmit       *ebpf.Program `ebpf:"fentry_xmit"`
+	KprobeRecvmsg    *ebpf.Program `ebpf:"kprobe_recvmsg"`
+	KprobeSendmsg    *ebpf.Program `ebpf:"kprobe_sendmsg"`
+	KprobeXmit       *ebpf.Program `ebpf:"kprobe_xmit"`
+	RawTpRecv        *ebpf.Program `ebpf:"raw_tp_recv"`
+	RawTpRecvLength  *ebpf.Program `ebpf:"raw_tp_recv_length"`
+	RawTpSendLength  *ebpf.Program `ebpf:"raw_tp_send_length"`
+	RawTpSockDestroy *ebpf.Program `ebpf:"raw_tp_sock_destroy"`
+	RawTpXmit        *ebpf.Program `ebpf:"raw_tp_xmit"`
+	TpBtfRecv        *ebpf.Program `ebpf:"tp_btf_recv"`
+	TpBtfRecvLength  *ebpf.Program `ebpf:"tp_btf_recv_length"`
+	TpBtfSendLength  *ebpf.Program `ebpf:"tp_btf_send_length"`
+	TpBtfSockDestroy *ebpf.Program `ebpf:"tp_btf_sock_destroy"`
+	TpBtfXmit        *ebpf.Program `ebpf:"tp_btf_xmit"`
 }
 
 func (p *trafficPrograms) Close() error {
@@ -207,10 +216,12 @@ func (p *trafficPrograms) Close() error {
 		p.RawTpRecv,
 		p.RawTpRecvLength,
 		p.RawTpSendLength,
+		p.RawTpSockDestroy,
 		p.RawTpXmit,
 		p.TpBtfRecv,
 		p.TpBtfRecvLength,
 		p.TpBtfSendLength,
+		p.TpBtfSockDestroy,
 		p.TpBtfXmit,
 	)
 }
