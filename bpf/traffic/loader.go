@@ -44,6 +44,9 @@ type Probe struct {
 	maxEntries uint32
 	ownerKey   string
 	forgetTCP  bool
+	// ownerBeforeSend: sends learn the owner before any packet leaves
+	// (the LSM hook on the fentry and kprobe rungs).
+	ownerBeforeSend bool
 }
 
 // How packets are tied to their socket's owner (Probe.OwnerKey).
@@ -54,6 +57,17 @@ const (
 	// may inherit from a freed one.
 	OwnerKeyAddress = "address"
 )
+
+// ownerHooks are where the fentry and kprobe rungs learn a socket's owner,
+// best first. Since 6.6 (and its stable backports) sendto, sendmsg and
+// write reach the protocol through __sock_sendmsg, which is inlined,
+// instead of sock_sendmsg: the LSM hooks are called on every path, before
+// any data moves (so even a socket's first packet has its owner), and are
+// never inlined. Both take the struct socket * first, as the programs read.
+var ownerHooks = map[string][]string{
+	"sendmsg": {"security_socket_sendmsg", "sock_sendmsg"},
+	"recvmsg": {"security_socket_recvmsg", "sock_recvmsg"},
+}
 
 // destroyTracepoint fires once per TCP socket the kernel tears down; the
 // rungs that key owners by address forget the socket there.
@@ -134,8 +148,8 @@ func planFor(rung string, opts Options) (*plan, error) {
 		p.progs = []string{prefix + "xmit", recv}
 		p.notes = append(p.notes, "receive counted at the netif_receive_skb tracepoint ("+strings.TrimSuffix(recv, "_recv")+")")
 		if opts.AttributeSocket {
-			targets[prefix+"sendmsg"] = "sock_sendmsg"
-			targets[prefix+"recvmsg"] = "sock_recvmsg"
+			targets[prefix+"sendmsg"] = k.FirstFunc(ownerHooks["sendmsg"]...)
+			targets[prefix+"recvmsg"] = k.FirstFunc(ownerHooks["recvmsg"]...)
 			p.progs = append(p.progs, prefix+"sendmsg", prefix+"recvmsg")
 			p.optional[prefix+"sendmsg"] = "socket owners unknown for sends"
 			p.optional[prefix+"recvmsg"] = "socket owners unknown for receives"
@@ -271,15 +285,16 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 		return nil, err
 	}
 	return &Probe{
-		coll:       coll,
-		links:      links,
-		rung:       rung,
-		Notes:      p.notes,
-		counters:   coll.Maps[trafficMapTraffic],
-		stats:      coll.Maps[trafficMapStats],
-		maxEntries: coll.Maps[trafficMapTraffic].MaxEntries(),
-		ownerKey:   key,
-		forgetTCP:  p.destroy != "" && attached[p.destroy],
+		coll:            coll,
+		links:           links,
+		rung:            rung,
+		Notes:           p.notes,
+		counters:        coll.Maps[trafficMapTraffic],
+		stats:           coll.Maps[trafficMapStats],
+		maxEntries:      coll.Maps[trafficMapTraffic].MaxEntries(),
+		ownerKey:        key,
+		forgetTCP:       p.destroy != "" && attached[p.destroy],
+		ownerBeforeSend: strings.HasPrefix(p.retarget[sendProg(rung)], "security_") && attached[sendProg(rung)],
 	}, nil
 }
 
@@ -346,6 +361,18 @@ func (p *Probe) OwnerKey() string { return p.ownerKey }
 // ForgetsClosedTCP reports whether owners of TCP sockets are forgotten when
 // the kernel destroys the socket (address keys with tcp:tcp_destroy_sock).
 func (p *Probe) ForgetsClosedTCP() bool { return p.forgetTCP }
+
+// OwnerBeforeSend reports whether a send records the socket's owner before
+// its first packet leaves, so even a reused socket address is charged right.
+func (p *Probe) OwnerBeforeSend() bool { return p.ownerBeforeSend }
+
+// sendProg is the program that learns owners on sends on the rung.
+func sendProg(rung string) string {
+	if rung == hooks.Kprobe {
+		return "kprobe_sendmsg"
+	}
+	return "fentry_sendmsg"
+}
 
 // MaxEntries is the capacity of the counter map.
 func (p *Probe) MaxEntries() uint32 { return p.maxEntries }
