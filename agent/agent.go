@@ -298,9 +298,11 @@ func (a *Agent) shutdownExporters(ctx context.Context) error {
 }
 
 // interval is the shortest interval of the pipelines that use exporter id.
-func (a *Agent) interval(id config.ID) time.Duration {
+func (a *Agent) interval(id config.ID) time.Duration { return intervalOf(a.cfg, id) }
+
+func intervalOf(cfg *config.Config, id config.ID) time.Duration {
 	var d time.Duration
-	for _, pl := range a.cfg.Pipelines {
+	for _, pl := range cfg.Pipelines {
 		for _, e := range pl.Exporters {
 			if e == id && pl.Interval > 0 && (d == 0 || pl.Interval < d) {
 				d = pl.Interval

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
+
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
 	"github.com/sockeye/sockeye/config"
@@ -33,41 +35,13 @@ func newLogProcessor(a *Agent, p *config.Processor) (pipelines.LogProcessor, err
 	return nil, fmt.Errorf("processor %s: not a logs processor", p.ID)
 }
 
-// logsExporters makes the OTLP log exporters of the pipeline and, for the
-// pipeline's own counters, the metrics side of the same otlp exporters.
+// logsExporters makes the OTLP log exporters of the pipeline.
 func logsExporters(a *Agent, ctx context.Context, pl *config.Pipeline) error {
-	var otlpIDs []config.ID
-	for _, id := range pl.Exporters {
-		e := a.cfg.Exporters[id]
-		if e.OTLPLogs == nil {
-			continue
-		}
-		otlpIDs = append(otlpIDs, id)
-		key := exporterKey{id, config.SignalLogs}
-		if _, done := a.exporters[key]; done {
-			continue
-		}
-		if !e.OTLPLogs.Enabled {
-			a.log.Info("otlp logs exporter off: no endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or endpoint:)", "exporter", id.String())
-			continue
-		}
-		res, err := buildResource(ctx, a.cfg)
-		if err != nil {
-			return err
-		}
-		l, err := otlp.NewLogs(id.String(), e.OTLPLogs, res, a.log)
-		if err != nil {
-			return err
-		}
-		a.log.Info("otlp logs exporter", "exporter", id.String(), "endpoint", e.OTLPLogs.Endpoint, "protocol", e.OTLPLogs.Protocol)
-		a.exporters[key] = l
-	}
-	if len(otlpIDs) == 0 {
-		return nil
-	}
-	// Self-telemetry rides on the metrics side, shared with any metrics
-	// pipeline that names the same exporter.
-	return metricsExporters(a, ctx, &config.Pipeline{ID: pl.ID, Signal: config.SignalMetrics, Exporters: otlpIDs})
+	return otlpEventExporters(a, ctx, pl, config.SignalLogs,
+		func(e *config.Exporter) *config.OTLPExporter { return e.OTLPLogs },
+		func(name string, cfg *config.OTLPExporter, res *resource.Resource, log *slog.Logger) (shutdowner, error) {
+			return otlp.NewLogs(name, cfg, res, log)
+		})
 }
 
 // logsPipeline adapts pipelines.LogsPipeline to Pipeline.
@@ -77,13 +51,7 @@ type logsPipeline struct {
 
 func (p logsPipeline) Name() string { return p.LogsPipeline.Name }
 
-func (p logsPipeline) Close() error {
-	var errs []error
-	for _, s := range p.Sources {
-		errs = append(errs, s.Close())
-	}
-	return errors.Join(errs...)
-}
+func (p logsPipeline) Close() error { return closeSources(p.Sources) }
 
 func startLogs(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
 	p := &pipelines.LogsPipeline{Name: pl.ID.String(), SelfInterval: config.DefaultInterval, Log: a.log}
@@ -106,30 +74,14 @@ func startLogs(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kern
 			p.SelfExporters = append(p.SelfExporters, e)
 		}
 	}
-	var status []SourceStatus
-	for _, id := range pl.Sources {
-		s, err := newLogSource(a, a.cfg.Sources[id], k)
-		if err == nil {
-			err = s.Start(ctx)
-		}
-		if err != nil {
-			logsPipeline{p}.Close()
-			return nil, nil, err
-		}
-		p.Sources = append(p.Sources, s)
-		status = append(status, statusOf(s))
+	srcs, status, err := startSources(a, ctx, pl, k, newLogSource)
+	if err != nil {
+		return nil, nil, err
 	}
+	p.Sources = srcs
 	return logsPipeline{p}, status, nil
 }
 
 func probeLogSource(a *Agent, ctx context.Context, src *config.Source, k *hooks.Kernel) (SourceStatus, error) {
-	s, err := newLogSource(a, src, k)
-	if err != nil {
-		return SourceStatus{}, err
-	}
-	if err := s.Start(ctx); err != nil {
-		return SourceStatus{}, err
-	}
-	defer s.Close()
-	return statusOf(s), nil
+	return probeSource(a, ctx, src, k, newLogSource)
 }

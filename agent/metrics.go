@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
@@ -73,13 +72,7 @@ type metricsPipeline struct {
 
 func (p metricsPipeline) Name() string { return p.MetricsPipeline.Name }
 
-func (p metricsPipeline) Close() error {
-	var errs []error
-	for _, s := range p.Sources {
-		errs = append(errs, s.Close())
-	}
-	return errors.Join(errs...)
-}
+func (p metricsPipeline) Close() error { return closeSources(p.Sources) }
 
 func startMetrics(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
 	p := &pipelines.MetricsPipeline{Name: pl.ID.String(), Interval: pl.Interval, Log: a.log}
@@ -99,41 +92,14 @@ func startMetrics(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.K
 			p.Exporters = append(p.Exporters, e)
 		}
 	}
-	var status []SourceStatus
-	for _, id := range pl.Sources {
-		s, err := newMetricSource(a, a.cfg.Sources[id], k)
-		if err == nil {
-			err = s.Start(ctx)
-		}
-		if err != nil {
-			metricsPipeline{p}.Close()
-			return nil, nil, err
-		}
-		p.Sources = append(p.Sources, s)
-		status = append(status, statusOf(s))
+	srcs, status, err := startSources(a, ctx, pl, k, newMetricSource)
+	if err != nil {
+		return nil, nil, err
 	}
+	p.Sources = srcs
 	return metricsPipeline{p}, status, nil
 }
 
-func statusOf(s interface {
-	Name() string
-	Rung() string
-}) SourceStatus {
-	st := SourceStatus{Source: s.Name(), Rung: s.Rung()}
-	if n, ok := s.(interface{ Notes() []string }); ok {
-		st.Notes = n.Notes()
-	}
-	return st
-}
-
 func probeMetricSource(a *Agent, ctx context.Context, src *config.Source, k *hooks.Kernel) (SourceStatus, error) {
-	s, err := newMetricSource(a, src, k)
-	if err != nil {
-		return SourceStatus{}, err
-	}
-	if err := s.Start(ctx); err != nil {
-		return SourceStatus{}, err
-	}
-	defer s.Close()
-	return statusOf(s), nil
+	return probeSource(a, ctx, src, k, newMetricSource)
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
@@ -14,7 +13,7 @@ import (
 
 // newPacketSource makes the source for a config entry; every source type
 // the config accepts in packets pipelines must be here.
-func newPacketSource(a *Agent, src *config.Source, k *hooks.Kernel) (*tcpreceive.Source, error) {
+func newPacketSource(a *Agent, src *config.Source, k *hooks.Kernel) (pipelines.PacketSource, error) {
 	switch {
 	case src.TCPReceive != nil:
 		return tcpreceive.New(src.ID.String(), *src.TCPReceive, k, a.log), nil
@@ -66,13 +65,7 @@ type packetsPipeline struct {
 
 func (p packetsPipeline) Name() string { return p.PacketsPipeline.Name }
 
-func (p packetsPipeline) Close() error {
-	var errs []error
-	for _, s := range p.Sources {
-		errs = append(errs, s.Close())
-	}
-	return errors.Join(errs...)
-}
+func (p packetsPipeline) Close() error { return closeSources(p.Sources) }
 
 func startPackets(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
 	p := &pipelines.PacketsPipeline{Name: pl.ID.String(), Log: a.log, SelfInterval: config.DefaultInterval}
@@ -93,30 +86,14 @@ func startPackets(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.K
 			p.SelfExporters = append(p.SelfExporters, m)
 		}
 	}
-	var status []SourceStatus
-	for _, id := range pl.Sources {
-		s, err := newPacketSource(a, a.cfg.Sources[id], k)
-		if err == nil {
-			err = s.Start(ctx)
-		}
-		if err != nil {
-			packetsPipeline{p}.Close()
-			return nil, nil, err
-		}
-		p.Sources = append(p.Sources, s)
-		status = append(status, statusOf(s))
+	srcs, status, err := startSources(a, ctx, pl, k, newPacketSource)
+	if err != nil {
+		return nil, nil, err
 	}
+	p.Sources = srcs
 	return packetsPipeline{p}, status, nil
 }
 
 func probePacketSource(a *Agent, ctx context.Context, src *config.Source, k *hooks.Kernel) (SourceStatus, error) {
-	s, err := newPacketSource(a, src, k)
-	if err != nil {
-		return SourceStatus{}, err
-	}
-	if err := s.Start(ctx); err != nil {
-		return SourceStatus{}, err
-	}
-	defer s.Close()
-	return statusOf(s), nil
+	return probeSource(a, ctx, src, k, newPacketSource)
 }

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"runtime/debug"
 	"slices"
-	"time"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
 	"github.com/sockeye/sockeye/config"
@@ -39,7 +38,7 @@ func (a *Agent) reload(ctx context.Context, next *config.Config) error {
 		ne, ok := next.Exporters[id]
 		// The OTLP metrics reader exports at the shortest interval of the
 		// pipelines using it: a new interval needs a new reader.
-		reader := e.OTLP != nil && a.interval(id) != intervalIn(next, id)
+		reader := e.OTLP != nil && a.interval(id) != intervalOf(next, id)
 		if everything || !ok || !sameExporter(e, ne) || reader {
 			changedExp[id] = true
 		}
@@ -172,11 +171,6 @@ func sameExporter(a, b *config.Exporter) bool {
 	ac, bc := *a, *b
 	ac.Pos, bc.Pos = config.Pos{}, config.Pos{}
 	return reflect.DeepEqual(ac, bc)
-}
-
-// intervalIn is Agent.interval for another config.
-func intervalIn(cfg *config.Config, id config.ID) time.Duration {
-	return (&Agent{cfg: cfg}).interval(id)
 }
 
 // setConfig swaps the config under mu: /healthz reads it.

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
+
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
 	"github.com/sockeye/sockeye/config"
@@ -23,41 +25,13 @@ func newTraceSource(a *Agent, src *config.Source, k *hooks.Kernel) (pipelines.Tr
 	return nil, fmt.Errorf("source %s: no traces source of type %q", src.ID, src.ID.Type)
 }
 
-// tracesExporters makes the OTLP trace exporters of the pipeline and, for
-// the pipeline's own counters, the metrics side of the same otlp exporters.
+// tracesExporters makes the OTLP trace exporters of the pipeline.
 func tracesExporters(a *Agent, ctx context.Context, pl *config.Pipeline) error {
-	var otlpIDs []config.ID
-	for _, id := range pl.Exporters {
-		e := a.cfg.Exporters[id]
-		if e.OTLPTraces == nil {
-			continue
-		}
-		otlpIDs = append(otlpIDs, id)
-		key := exporterKey{id, config.SignalTraces}
-		if _, done := a.exporters[key]; done {
-			continue
-		}
-		if !e.OTLPTraces.Enabled {
-			a.log.Info("otlp traces exporter off: no endpoint set (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or endpoint:)", "exporter", id.String())
-			continue
-		}
-		res, err := buildResource(ctx, a.cfg)
-		if err != nil {
-			return err
-		}
-		t, err := otlp.NewTraces(id.String(), e.OTLPTraces, res, a.log)
-		if err != nil {
-			return err
-		}
-		a.log.Info("otlp traces exporter", "exporter", id.String(), "endpoint", e.OTLPTraces.Endpoint, "protocol", e.OTLPTraces.Protocol)
-		a.exporters[key] = t
-	}
-	if len(otlpIDs) == 0 {
-		return nil
-	}
-	// Self-telemetry rides on the metrics side, shared with any metrics
-	// pipeline that names the same exporter.
-	return metricsExporters(a, ctx, &config.Pipeline{ID: pl.ID, Signal: config.SignalMetrics, Exporters: otlpIDs})
+	return otlpEventExporters(a, ctx, pl, config.SignalTraces,
+		func(e *config.Exporter) *config.OTLPExporter { return e.OTLPTraces },
+		func(name string, cfg *config.OTLPExporter, res *resource.Resource, log *slog.Logger) (shutdowner, error) {
+			return otlp.NewTraces(name, cfg, res, log)
+		})
 }
 
 // defaultMemoryLimit is the Go soft memory limit set with the raised GOGC.
@@ -70,13 +44,7 @@ type tracesPipeline struct {
 
 func (p tracesPipeline) Name() string { return p.TracesPipeline.Name }
 
-func (p tracesPipeline) Close() error {
-	var errs []error
-	for _, s := range p.Sources {
-		errs = append(errs, s.Close())
-	}
-	return errors.Join(errs...)
-}
+func (p tracesPipeline) Close() error { return closeSources(p.Sources) }
 
 func startTraces(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Kernel) (Pipeline, []SourceStatus, error) {
 	// Spans are short-lived garbage at a high rate: a larger GC target
@@ -109,30 +77,14 @@ func startTraces(a *Agent, ctx context.Context, pl *config.Pipeline, k *hooks.Ke
 		}
 		p.Processors = append(p.Processors, a.containersProcessor(proc))
 	}
-	var status []SourceStatus
-	for _, id := range pl.Sources {
-		s, err := newTraceSource(a, a.cfg.Sources[id], k)
-		if err == nil {
-			err = s.Start(ctx)
-		}
-		if err != nil {
-			tracesPipeline{p}.Close()
-			return nil, nil, err
-		}
-		p.Sources = append(p.Sources, s)
-		status = append(status, statusOf(s))
+	srcs, status, err := startSources(a, ctx, pl, k, newTraceSource)
+	if err != nil {
+		return nil, nil, err
 	}
+	p.Sources = srcs
 	return tracesPipeline{p}, status, nil
 }
 
 func probeTraceSource(a *Agent, ctx context.Context, src *config.Source, k *hooks.Kernel) (SourceStatus, error) {
-	s, err := newTraceSource(a, src, k)
-	if err != nil {
-		return SourceStatus{}, err
-	}
-	if err := s.Start(ctx); err != nil {
-		return SourceStatus{}, err
-	}
-	defer s.Close()
-	return statusOf(s), nil
+	return probeSource(a, ctx, src, k, newTraceSource)
 }

@@ -49,19 +49,27 @@ func pidOf(attrs []attribute.KeyValue) (int64, bool) {
 	return 0, false
 }
 
-func (c *Containers) lookup(attrs []attribute.KeyValue) (containers.Info, int64, bool) {
+// lookup finds the container of the process.pid in attrs, if any.
+func (c *Containers) lookup(attrs []attribute.KeyValue) (containers.Info, bool) {
 	pid, ok := pidOf(attrs)
-	if !ok || pid <= 0 || pid > 1<<32-1 {
-		return containers.Info{}, 0, false
+	if !ok {
+		return containers.Info{}, false
+	}
+	return c.lookupPID(pid)
+}
+
+func (c *Containers) lookupPID(pid int64) (containers.Info, bool) {
+	if pid <= 0 || pid > 1<<32-1 {
+		return containers.Info{}, false
 	}
 	info := c.r.Lookup(uint32(pid))
-	return info, pid, info != (containers.Info{})
+	return info, info != (containers.Info{})
 }
 
 // Process extends the rows of a metrics batch.
 func (c *Containers) Process(b *pipelines.Batch) *pipelines.Batch {
 	for i := range b.Rows {
-		if info, _, ok := c.lookup(b.Rows[i].Attrs); ok {
+		if info, ok := c.lookup(b.Rows[i].Attrs); ok {
 			b.Rows[i].Attrs = info.AppendAttrs(slices.Clip(b.Rows[i].Attrs))
 		}
 	}
@@ -70,7 +78,7 @@ func (c *Containers) Process(b *pipelines.Batch) *pipelines.Batch {
 
 // ProcessLog extends a log record; it never drops one.
 func (c *Containers) ProcessLog(r *pipelines.LogRecord) bool {
-	if info, _, ok := c.lookup(r.Attrs); ok {
+	if info, ok := c.lookup(r.Attrs); ok {
 		r.Attrs = info.AppendAttrs(slices.Clip(r.Attrs))
 	}
 	return true
@@ -82,7 +90,7 @@ func (c *Containers) ProcessSpans(b *pipelines.SpanBatch) {
 	for i := range b.Spans {
 		s := &b.Spans[i]
 		if len(s.Resource) == 0 {
-			if info, _, ok := c.lookup(s.Attrs); ok {
+			if info, ok := c.lookup(s.Attrs); ok {
 				s.Attrs = info.AppendAttrs(s.Attrs)
 			}
 			continue
@@ -98,7 +106,7 @@ func (c *Containers) ProcessSpans(b *pipelines.SpanBatch) {
 			s.Resource = e.attrs
 			continue
 		}
-		info, _, found := c.lookup([]attribute.KeyValue{semconv.ProcessPIDKey.Int64(pid)})
+		info, found := c.lookupPID(pid)
 		if !found {
 			continue
 		}
