@@ -14,7 +14,9 @@
 # (-s 64). For each run: the flood's received and sent rates over the
 # baseline of the same round, packets in the file over packets sent, and
 # (BPF_STATS=1) the run time of sockeye's programs per packet, which the
-# load of a shared machine disturbs less than rates. Results:
+# load of a shared machine disturbs less than rates, as does the sender's CPU
+# time per datagram (CPU-normalised ratio: baseline ns/pkt over the case's;
+# the capturer's own reader runs elsewhere and shows in the rate). Results:
 # $OUT/capture-runs.jsonl, $OUT/capture-summary.json.
 set -euo pipefail
 
@@ -24,7 +26,7 @@ BPF_STATS=${BPF_STATS:-1}
 while getopts "r:d:c:h" o; do
 	case $o in
 	r) ROUNDS=$OPTARG ;; d) DURATION=$OPTARG ;; c) CASES=$OPTARG ;;
-	*) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 2 ;;
+	*) sed -n '2,20s/^# \{0,1\}//p' "$0"; exit 2 ;;
 	esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,7 +71,7 @@ progs() {
 
 flood() {
 	"$OUT/udpflood" -d "${DURATION}s" -size 64 -batch 1 -port "$PORT" -send-cpu "$SEND_CPU" -recv-cpu "$RECV_CPU" |
-		jq -c '{recv_pps, sent_pps, sent, received}'
+		jq -c '{recv_pps, sent_pps, sent, received, cpu_ns_per_pkt: .send_ns_per_pkt_p10}'
 }
 
 # wait_for FILE PATTERN PID: until FILE holds PATTERN, or fail after 60 s.
@@ -131,7 +133,7 @@ run_case() { # run_case ROUND POSITION CASE
 		--arg load "$(cut -d' ' -f1 /proc/loadavg)" \
 		'{round: $round, pos: $pos, case: $case} + . + {written: $written, captured: $captured,
 		  kernel_dropped: $dropped, capture_cpu: $cpu, progs: $progs, loadavg: ($load | tonumber)}' <<<"$res" |
-		tee -a "$RUNS" | jq -r '"round \(.round) \(.case): \(.recv_pps | floor) pkt/s received, \(.sent) sent"
+		tee -a "$RUNS" | jq -r '"round \(.round) \(.case): \(.recv_pps | floor) pkt/s received, \(.sent) sent, sender \(.cpu_ns_per_pkt | floor) CPU ns/pkt"
 			+ (if .written then ", \(.written) in the file, \(.kernel_dropped) dropped by kernel, capture CPU \(.capture_cpu)" else "" end)
 			+ ([.progs[] | select(.runs > 1000) | ", \(.name) \(.ns_per_run | floor) ns/run"] | join(""))
 			+ ", load \(.loadavg)"' >&2
@@ -158,6 +160,8 @@ jq -s --argjson dur "$DURATION" '
 		median_ratio: ([.[] | .round as $r | .recv_pps / ($base[] | select(.round == $r) | .recv_pps)] | median),
 		ratios: [.[] | .round as $r | .recv_pps / ($base[] | select(.round == $r) | .recv_pps) | . * 1000 | round / 1000],
 		median_sent_ratio: ([.[] | .round as $r | .sent_pps / ($base[] | select(.round == $r) | .sent_pps)] | median),
+		median_cpu_ns_per_pkt: (map(.cpu_ns_per_pkt) | median | floor),
+		median_cpu_ratio: ([.[] | .round as $r | ($base[] | select(.round == $r) | .cpu_ns_per_pkt) / .cpu_ns_per_pkt] | median),
 		progs: ([.[].progs // [] | .[] | select(.runs > 1000)] | group_by(.name) | map({key: .[0].name,
 			value: {median_ns_per_run: (map(.ns_per_run) | median), runs_per_flood: (map(.runs) | median)}}) | from_entries),
 		written_over_sent: (if .[0].written == null then null else ([.[] | .written / .sent] | median) end),
@@ -168,7 +172,7 @@ jq -s --argjson dur "$DURATION" '
 	   }}) | from_entries)}' "$RUNS" >"$OUT/capture-summary.json"
 
 jq -r '"\nmedians over \(.rounds) rounds (\(.duration_s) s floods):",
-	(.cases | to_entries[] | "  \(.key | .+ "                " | .[:16]) \(.value.median_recv_pps | floor) pkt/s  ratio \(.value.median_ratio * 1000 | round / 1000) \(.value.ratios)  sent ratio \(.value.median_sent_ratio * 1000 | round / 1000)"
+	(.cases | to_entries[] | "  \(.key | .+ "                " | .[:16]) \(.value.median_recv_pps | floor) pkt/s  ratio \(.value.median_ratio * 1000 | round / 1000) \(.value.ratios)  sent ratio \(.value.median_sent_ratio * 1000 | round / 1000)  CPU-normalised \(.value.median_cpu_ratio * 1000 | round / 1000) (\(.value.median_cpu_ns_per_pkt) ns/pkt)"
 	+ (if .value.written_over_sent then "  written/sent \(.value.written_over_sent * 10000 | round / 10000) (min \(.value.min_written_over_sent * 10000 | round / 10000)), kernel drops \(.value.kernel_dropped), capture CPU \(.value.median_capture_cpu)" else "" end)
 	+ "  load \(.value.median_loadavg)"
 	+ ([.value.progs | to_entries[] | "\n      \(.key): \(.value.median_ns_per_run | round) ns/run, \(.value.runs_per_flood) runs/flood"] | join("")))' "$OUT/capture-summary.json"

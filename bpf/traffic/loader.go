@@ -44,9 +44,6 @@ type Probe struct {
 	maxEntries uint32
 	ownerKey   string
 	forgetTCP  bool
-	// ownerBeforeSend: sends learn the owner before any packet leaves
-	// (the LSM hook on the fentry and kprobe rungs).
-	ownerBeforeSend bool
 }
 
 // How packets are tied to their socket's owner (Probe.OwnerKey).
@@ -58,15 +55,24 @@ const (
 	OwnerKeyAddress = "address"
 )
 
-// ownerHooks are where the fentry and kprobe rungs learn a socket's owner,
-// best first. Since 6.6 (and its stable backports) sendto, sendmsg and
-// write reach the protocol through __sock_sendmsg, which is inlined,
-// instead of sock_sendmsg: the LSM hooks are called on every path, before
-// any data moves (so even a socket's first packet has its owner), and are
-// never inlined. Both take the struct socket * first, as the programs read.
-var ownerHooks = map[string][]string{
-	"sendmsg": {"security_socket_sendmsg", "sock_sendmsg"},
-	"recvmsg": {"security_socket_recvmsg", "sock_recvmsg"},
+// ownerHooks are where the fentry and kprobe rungs learn a TCP socket's
+// owner: the protocol's own entry points, reached through a function pointer
+// (never inlined), for IPv4 and IPv6, in the sending or receiving task before
+// any data moves. Being TCP's, they cost other protocols nothing.
+var ownerHooks = map[string]string{
+	"sendmsg": "tcp_sendmsg",
+	"recvmsg": "tcp_recvmsg",
+}
+
+// ownerTracepoints are where the tracepoint rungs learn owners, best first
+// per direction: TCP's own tracepoints (tcp_sendmsg_locked 6.6+,
+// tcp_rcv_space_adjust 4.16+), else sock_send_length / sock_recv_length
+// (6.3+), which fire for every protocol and whose programs skip all but TCP;
+// for sends before 6.3, inet_sock_set_state's move to SYN_SENT, inside
+// connect() (clients only; servers are learned when they receive).
+var ownerTracepoints = [][][2]string{
+	{{"tcp_send", "tcp_sendmsg_locked"}, {"send_length", "sock_send_length"}, {"connect", "inet_sock_set_state"}},
+	{{"tcp_recv", "tcp_rcv_space_adjust"}, {"recv_length", "sock_recv_length"}},
 }
 
 // destroyTracepoint fires once per TCP socket the kernel tears down; the
@@ -148,8 +154,8 @@ func planFor(rung string, opts Options) (*plan, error) {
 		p.progs = []string{prefix + "xmit", recv}
 		p.notes = append(p.notes, "receive counted at the netif_receive_skb tracepoint ("+strings.TrimSuffix(recv, "_recv")+")")
 		if opts.AttributeSocket {
-			targets[prefix+"sendmsg"] = k.FirstFunc(ownerHooks["sendmsg"]...)
-			targets[prefix+"recvmsg"] = k.FirstFunc(ownerHooks["recvmsg"]...)
+			targets[prefix+"sendmsg"] = k.FirstFunc(ownerHooks["sendmsg"])
+			targets[prefix+"recvmsg"] = k.FirstFunc(ownerHooks["recvmsg"])
 			p.progs = append(p.progs, prefix+"sendmsg", prefix+"recvmsg")
 			p.optional[prefix+"sendmsg"] = "socket owners unknown for sends"
 			p.optional[prefix+"recvmsg"] = "socket owners unknown for receives"
@@ -178,17 +184,21 @@ func planFor(rung string, opts Options) (*plan, error) {
 		tps := map[string]string{prefix + "xmit": "net_dev_start_xmit", prefix + "recv": "netif_receive_skb"}
 		p.progs = []string{prefix + "xmit", prefix + "recv"}
 		if opts.AttributeSocket {
-			if k.HasTracepoint("sock_send_length") && k.HasTracepoint("sock_recv_length") {
-				tps[prefix+"send_length"] = "sock_send_length"
-				tps[prefix+"recv_length"] = "sock_recv_length"
-				p.progs = append(p.progs, prefix+"send_length", prefix+"recv_length")
-				p.owners = true
-				if k.HasTracepoint(destroyTracepoint) {
-					p.destroy = prefix + "sock_destroy"
-					tps[p.destroy] = destroyTracepoint
+			for _, choices := range ownerTracepoints {
+				for _, c := range choices {
+					if k.HasTracepoint(c[1]) {
+						tps[prefix+c[0]] = c[1]
+						p.progs = append(p.progs, prefix+c[0])
+						p.owners = true
+						break
+					}
 				}
-			} else {
-				p.notes = append(p.notes, "no sock_send_length/sock_recv_length tracepoints (before 6.3): socket owners are unknown, packets are attributed to the current task")
+			}
+			if !p.owners {
+				p.notes = append(p.notes, "no tracepoint to learn socket owners on (tcp:tcp_rcv_space_adjust, sock:sock_send_length): packets are attributed to the current task")
+			} else if k.HasTracepoint(destroyTracepoint) {
+				p.destroy = prefix + "sock_destroy"
+				tps[p.destroy] = destroyTracepoint
 			}
 		}
 		p.direct = rung == hooks.TpBTF
@@ -270,7 +280,7 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 			if p.direct {
 				why = "this kernel (before 5.12) refuses bpf_get_socket_cookie in tracing programs"
 			}
-			p.notes = append(p.notes, "socket owners keyed by socket address ("+why+"): a new UDP socket allocated where a closed one lived can be charged to the closed socket's owner until it is seen sending or receiving")
+			p.notes = append(p.notes, "socket owners keyed by socket address ("+why+")")
 			if p.destroy != "" {
 				p.progs = append(p.progs, p.destroy)
 				p.optional[p.destroy] = "owners of closed TCP sockets are not forgotten"
@@ -285,16 +295,15 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 		return nil, err
 	}
 	return &Probe{
-		coll:            coll,
-		links:           links,
-		rung:            rung,
-		Notes:           p.notes,
-		counters:        coll.Maps[trafficMapTraffic],
-		stats:           coll.Maps[trafficMapStats],
-		maxEntries:      coll.Maps[trafficMapTraffic].MaxEntries(),
-		ownerKey:        key,
-		forgetTCP:       p.destroy != "" && attached[p.destroy],
-		ownerBeforeSend: strings.HasPrefix(p.retarget[sendProg(rung)], "security_") && attached[sendProg(rung)],
+		coll:       coll,
+		links:      links,
+		rung:       rung,
+		Notes:      p.notes,
+		counters:   coll.Maps[trafficMapTraffic],
+		stats:      coll.Maps[trafficMapStats],
+		maxEntries: coll.Maps[trafficMapTraffic].MaxEntries(),
+		ownerKey:   key,
+		forgetTCP:  p.destroy != "" && attached[p.destroy],
 	}, nil
 }
 
@@ -361,18 +370,6 @@ func (p *Probe) OwnerKey() string { return p.ownerKey }
 // ForgetsClosedTCP reports whether owners of TCP sockets are forgotten when
 // the kernel destroys the socket (address keys with tcp:tcp_destroy_sock).
 func (p *Probe) ForgetsClosedTCP() bool { return p.forgetTCP }
-
-// OwnerBeforeSend reports whether a send records the socket's owner before
-// its first packet leaves, so even a reused socket address is charged right.
-func (p *Probe) OwnerBeforeSend() bool { return p.ownerBeforeSend }
-
-// sendProg is the program that learns owners on sends on the rung.
-func sendProg(rung string) string {
-	if rung == hooks.Kprobe {
-		return "kprobe_sendmsg"
-	}
-	return "fentry_sendmsg"
-}
 
 // MaxEntries is the capacity of the counter map.
 func (p *Probe) MaxEntries() uint32 { return p.maxEntries }

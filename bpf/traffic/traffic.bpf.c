@@ -38,9 +38,11 @@ struct traffic_value {
 	__u64 rx_bytes;
 };
 
-// owner is who last sent or received on a socket from process context:
+// owner is who last sent or received on a TCP socket from process context:
 // the answer to "whose packet is this" when the kernel sends for a socket
-// from softirq or a timer (TCP ACKs, retransmits).
+// from softirq or a timer (ACKs, retransmits, data released by a window
+// update). Only TCP needs it: every other protocol sends in the sending
+// task, so UDP packets never pay for an owner hook or lookup.
 struct owner {
 	__u32 pid;
 	__u32 uid;
@@ -62,12 +64,11 @@ struct {
 	__type(value, struct traffic_value);
 } traffic SEC(".maps");
 
-// LRU keyed by socket cookie where the kernel lets tracing programs ask for
-// it (owner_cookie), else by socket address: bounded without a cleanup hook.
-// Cookies are never reused. An address is: a new socket allocated where a
-// freed one lived finds the old entry until its owner is remembered, so the
-// rungs keyed by address also forget TCP sockets when the kernel destroys
-// them (tcp:tcp_destroy_sock, attached only there).
+// LRU of TCP sockets keyed by socket cookie where the kernel lets tracing
+// programs ask for it (owner_cookie), else by socket address: bounded
+// without a cleanup hook. Cookies are never reused. An address is, so the
+// rungs keyed by address forget a socket when the kernel destroys it
+// (tcp:tcp_destroy_sock, attached only there).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -111,9 +112,23 @@ static __always_inline __u64 owner_key(struct sock *sk, const bool direct)
 	return (__u64)sk;
 }
 
-static __always_inline void remember_owner(struct sock *sk, const bool direct)
+// is_tcp: the owner table holds TCP sockets only. sk_protocol is a full
+// u16 since 5.6, older than any kernel the BTF rungs run on.
+static __always_inline bool is_tcp(struct sock *sk, const bool direct)
+{
+	if (direct)
+		return sk->sk_protocol == IPPROTO_TCP;
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP;
+}
+
+// remember_owner records the current task as the owner of sk. any_proto:
+// the hook fires for every protocol (sock_send_length and friends, the
+// fallback where the kernel has no TCP-only hook), so filter to TCP.
+static __always_inline void remember_owner(struct sock *sk, const bool direct, const bool any_proto)
 {
 	if (!sk)
+		return;
+	if (any_proto && !is_tcp(sk, direct))
 		return;
 	__u64 k = owner_key(sk, direct);
 	if (direct && owner_cookie && !k)
@@ -175,7 +190,9 @@ static __always_inline void count(struct sk_buff *skb, bool tx, const bool direc
 
 	bool owned = false;
 	__u64 k = attribute_socket && sk ? owner_key(sk, direct) : 0;
-	if (k) {
+	// A cookie of 0 was never asked for, so there is no entry; only TCP
+	// sockets have entries (a cookie may have been made by someone else).
+	if (k && is_tcp(sk, direct)) {
 		struct owner *o = bpf_map_lookup_elem(&owners, &k);
 		if (o) {
 			key.pid = o->pid;
@@ -240,17 +257,19 @@ int BPF_PROG(fentry_xmit, struct sk_buff *skb)
 	return 0;
 }
 
-SEC("fentry/sock_sendmsg")
-int BPF_PROG(fentry_sendmsg, struct socket *sock)
+// Owners: tcp_sendmsg and tcp_recvmsg, entered in the task that sends or
+// receives, before any data moves; IPv4 and IPv6 alike, and TCP only.
+SEC("fentry/tcp_sendmsg")
+int BPF_PROG(fentry_sendmsg, struct sock *sk)
 {
-	remember_owner(sock->sk, true);
+	remember_owner(sk, true, false);
 	return 0;
 }
 
-SEC("fentry/sock_recvmsg")
-int BPF_PROG(fentry_recvmsg, struct socket *sock)
+SEC("fentry/tcp_recvmsg")
+int BPF_PROG(fentry_recvmsg, struct sock *sk)
 {
-	remember_owner(sock->sk, true);
+	remember_owner(sk, true, false);
 	return 0;
 }
 
@@ -263,17 +282,17 @@ int BPF_KPROBE(kprobe_xmit, struct sk_buff *skb)
 	return 0;
 }
 
-SEC("kprobe/sock_sendmsg")
-int BPF_KPROBE(kprobe_sendmsg, struct socket *sock)
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kprobe_sendmsg, struct sock *sk)
 {
-	remember_owner(BPF_CORE_READ(sock, sk), false);
+	remember_owner(sk, false, false);
 	return 0;
 }
 
-SEC("kprobe/sock_recvmsg")
-int BPF_KPROBE(kprobe_recvmsg, struct socket *sock)
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(kprobe_recvmsg, struct sock *sk)
 {
-	remember_owner(BPF_CORE_READ(sock, sk), false);
+	remember_owner(sk, false, false);
 	return 0;
 }
 
@@ -293,19 +312,48 @@ int BPF_PROG(tp_btf_recv, struct sk_buff *skb)
 	return 0;
 }
 
-// sock_send_length/sock_recv_length fire in the sending or receiving task
-// (6.3+); on older kernels the socket owner stays unknown on this rung.
+// Owners on the tracepoint rungs, TCP-only hooks first:
+// tcp:tcp_sendmsg_locked (6.6+) fires in the sending task before data is
+// queued; tcp:tcp_rcv_space_adjust (4.16+) in the receiving task as it
+// copies data out. sock:sock_send_length / sock_recv_length (6.3+) fire for
+// every protocol after the call, the fallback where the TCP hook is missing.
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(tp_btf_tcp_send, struct sock *sk)
+{
+	remember_owner(sk, true, false);
+	return 0;
+}
+
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(tp_btf_tcp_recv, struct sock *sk)
+{
+	remember_owner(sk, true, false);
+	return 0;
+}
+
+// Before both: sock:inet_sock_set_state (4.16+) on CLOSE -> SYN_SENT, which
+// happens inside connect(), so at least clients are known before 6.3.
+#define TCP_SYN_SENT_STATE 2
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_connect, struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate == TCP_SYN_SENT_STATE)
+		remember_owner(sk, true, true);
+	return 0;
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_btf_send_length, struct sock *sk)
 {
-	remember_owner(sk, true);
+	remember_owner(sk, true, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_btf_recv_length, struct sock *sk)
 {
-	remember_owner(sk, true);
+	remember_owner(sk, true, true);
 	return 0;
 }
 
@@ -325,17 +373,39 @@ int raw_tp_recv(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+SEC("raw_tracepoint/tcp_sendmsg_locked")
+int raw_tp_tcp_send(struct bpf_raw_tracepoint_args *ctx)
+{
+	remember_owner((struct sock *)ctx->args[0], false, false);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_rcv_space_adjust")
+int raw_tp_tcp_recv(struct bpf_raw_tracepoint_args *ctx)
+{
+	remember_owner((struct sock *)ctx->args[0], false, false);
+	return 0;
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int raw_tp_connect(struct bpf_raw_tracepoint_args *ctx)
+{
+	if ((int)ctx->args[2] == TCP_SYN_SENT_STATE)
+		remember_owner((struct sock *)ctx->args[0], false, true);
+	return 0;
+}
+
 SEC("raw_tracepoint/sock_send_length")
 int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember_owner((struct sock *)ctx->args[0], false);
+	remember_owner((struct sock *)ctx->args[0], false, true);
 	return 0;
 }
 
 SEC("raw_tracepoint/sock_recv_length")
 int raw_tp_recv_length(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember_owner((struct sock *)ctx->args[0], false);
+	remember_owner((struct sock *)ctx->args[0], false, true);
 	return 0;
 }
 

@@ -51,15 +51,21 @@ const (
 	trafficProgKprobeRecvmsg    = "kprobe_recvmsg"
 	trafficProgKprobeSendmsg    = "kprobe_sendmsg"
 	trafficProgKprobeXmit       = "kprobe_xmit"
+	trafficProgRawTpConnect     = "raw_tp_connect"
 	trafficProgRawTpRecv        = "raw_tp_recv"
 	trafficProgRawTpRecvLength  = "raw_tp_recv_length"
 	trafficProgRawTpSendLength  = "raw_tp_send_length"
 	trafficProgRawTpSockDestroy = "raw_tp_sock_destroy"
+	trafficProgRawTpTcpRecv     = "raw_tp_tcp_recv"
+	trafficProgRawTpTcpSend     = "raw_tp_tcp_send"
 	trafficProgRawTpXmit        = "raw_tp_xmit"
+	trafficProgTpBtfConnect     = "tp_btf_connect"
 	trafficProgTpBtfRecv        = "tp_btf_recv"
 	trafficProgTpBtfRecvLength  = "tp_btf_recv_length"
 	trafficProgTpBtfSendLength  = "tp_btf_send_length"
 	trafficProgTpBtfSockDestroy = "tp_btf_sock_destroy"
+	trafficProgTpBtfTcpRecv     = "tp_btf_tcp_recv"
+	trafficProgTpBtfTcpSend     = "tp_btf_tcp_send"
 	trafficProgTpBtfXmit        = "tp_btf_xmit"
 	trafficVarAttributeSocket   = "attribute_socket"
 	trafficVarOwnerCookie       = "owner_cookie"
@@ -113,15 +119,21 @@ type trafficProgramSpecs struct {
 	KprobeRecvmsg    *ebpf.ProgramSpec `ebpf:"kprobe_recvmsg"`
 	KprobeSendmsg    *ebpf.ProgramSpec `ebpf:"kprobe_sendmsg"`
 	KprobeXmit       *ebpf.ProgramSpec `ebpf:"kprobe_xmit"`
+	RawTpConnect     *ebpf.ProgramSpec `ebpf:"raw_tp_connect"`
 	RawTpRecv        *ebpf.ProgramSpec `ebpf:"raw_tp_recv"`
 	RawTpRecvLength  *ebpf.ProgramSpec `ebpf:"raw_tp_recv_length"`
 	RawTpSendLength  *ebpf.ProgramSpec `ebpf:"raw_tp_send_length"`
 	RawTpSockDestroy *ebpf.ProgramSpec `ebpf:"raw_tp_sock_destroy"`
+	RawTpTcpRecv     *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_recv"`
+	RawTpTcpSend     *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_send"`
 	RawTpXmit        *ebpf.ProgramSpec `ebpf:"raw_tp_xmit"`
+	TpBtfConnect     *ebpf.ProgramSpec `ebpf:"tp_btf_connect"`
 	TpBtfRecv        *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
 	TpBtfRecvLength  *ebpf.ProgramSpec `ebpf:"tp_btf_recv_length"`
 	TpBtfSendLength  *ebpf.ProgramSpec `ebpf:"tp_btf_send_length"`
 	TpBtfSockDestroy *ebpf.ProgramSpec `ebpf:"tp_btf_sock_destroy"`
+	TpBtfTcpRecv     *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_recv"`
+	TpBtfTcpSend     *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_send"`
 	TpBtfXmit        *ebpf.ProgramSpec `ebpf:"tp_btf_xmit"`
 }
 
@@ -193,15 +205,21 @@ type trafficPrograms struct {
 	KprobeRecvmsg    *ebpf.Program `ebpf:"kprobe_recvmsg"`
 	KprobeSendmsg    *ebpf.Program `ebpf:"kprobe_sendmsg"`
 	KprobeXmit       *ebpf.Program `ebpf:"kprobe_xmit"`
+	RawTpConnect     *ebpf.Program `ebpf:"raw_tp_connect"`
 	RawTpRecv        *ebpf.Program `ebpf:"raw_tp_recv"`
 	RawTpRecvLength  *ebpf.Program `ebpf:"raw_tp_recv_length"`
 	RawTpSendLength  *ebpf.Program `ebpf:"raw_tp_send_length"`
 	RawTpSockDestroy *ebpf.Program `ebpf:"raw_tp_sock_destroy"`
+	RawTpTcpRecv     *ebpf.Program `ebpf:"raw_tp_tcp_recv"`
+	RawTpTcpSend     *ebpf.Program `ebpf:"raw_tp_tcp_send"`
 	RawTpXmit        *ebpf.Program `ebpf:"raw_tp_xmit"`
+	TpBtfConnect     *ebpf.Program `ebpf:"tp_btf_connect"`
 	TpBtfRecv        *ebpf.Program `ebpf:"tp_btf_recv"`
 	TpBtfRecvLength  *ebpf.Program `ebpf:"tp_btf_recv_length"`
 	TpBtfSendLength  *ebpf.Program `ebpf:"tp_btf_send_length"`
 	TpBtfSockDestroy *ebpf.Program `ebpf:"tp_btf_sock_destroy"`
+	TpBtfTcpRecv     *ebpf.Program `ebpf:"tp_btf_tcp_recv"`
+	TpBtfTcpSend     *ebpf.Program `ebpf:"tp_btf_tcp_send"`
 	TpBtfXmit        *ebpf.Program `ebpf:"tp_btf_xmit"`
 }
 
@@ -213,15 +231,21 @@ func (p *trafficPrograms) Close() error {
 		p.KprobeRecvmsg,
 		p.KprobeSendmsg,
 		p.KprobeXmit,
+		p.RawTpConnect,
 		p.RawTpRecv,
 		p.RawTpRecvLength,
 		p.RawTpSendLength,
 		p.RawTpSockDestroy,
+		p.RawTpTcpRecv,
+		p.RawTpTcpSend,
 		p.RawTpXmit,
+		p.TpBtfConnect,
 		p.TpBtfRecv,
 		p.TpBtfRecvLength,
 		p.TpBtfSendLength,
 		p.TpBtfSockDestroy,
+		p.TpBtfTcpRecv,
+		p.TpBtfTcpSend,
 		p.TpBtfXmit,
 	)
 }
