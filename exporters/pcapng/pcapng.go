@@ -33,7 +33,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -150,7 +149,8 @@ func New(name string, opts Options) (*Exporter, error) {
 	}
 	w := &writer{opts: opts, e: e, ids: map[ifKey]int{}, stats: map[string][]pipelines.IfaceStats{},
 		comments: map[pipelines.Owner]string{}, start: time.Now()}
-	w.flags = pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
+	inbound := pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
+	w.flags = inbound.ToUint32()
 	if err := w.open(w.start); err != nil {
 		return nil, err
 	}
@@ -243,8 +243,9 @@ type writer struct {
 	// stats holds the latest per-interface totals of each source.
 	stats    map[string][]pipelines.IfaceStats
 	comments map[pipelines.Owner]string
-	flags    pcapgo.NgEpbFlags
-	frame    []byte // cooked header and packet, reused
+	flags    uint32 // of every packet: inbound
+	cooked   [sllLen]byte
+	epb      []byte // the block being written, reused
 }
 
 // countWriter counts the bytes given to the file, for size rotation.
@@ -502,21 +503,21 @@ func (w *writer) packet(p *pipelines.Packet) error {
 	if w.snaplen > 0 && len(data) > w.snaplen {
 		data = data[:w.snaplen]
 	}
-	w.frame = append(w.frame[:0], 0, 0, sllNone>>8, sllNone&0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00)
+	w.cooked = [sllLen]byte{0, 0, sllNone >> 8, sllNone & 0xff, 14: 0x08, 15: 0x00}
 	if !p.Src.Is4() {
-		w.frame[14], w.frame[15] = 0x86, 0xdd
+		w.cooked[14], w.cooked[15] = 0x86, 0xdd
 	}
-	w.frame = append(w.frame, data...)
-	ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(w.frame), Length: sllLen + max(p.Len, len(data)), InterfaceIndex: id}
-	opts := pcapgo.NgPacketOptions{Flags: &w.flags}
+	comment := ""
 	if p.Owned {
-		opts.Comments = []string{w.comment(p.Owner)}
+		comment = w.comment(p.Owner)
 	}
-	if err := w.ng.WritePacketWithOptions(ci, w.frame, opts); err != nil {
+	w.epb = appendEPB(w.epb[:0], id, p.Time.UnixNano(), sllLen+max(p.Len, len(data)), w.cooked[:], data, comment, w.flags)
+	if _, err := w.bw.Write(w.epb); err != nil {
 		return w.fail(err)
 	}
-	// NgWriter writes straight into bw (bufio reuses a large enough
-	// bufio.Writer), so the stream offset where the packet ends is known.
+	// Blocks go straight into bw (gopacket's NgWriter writes into it too:
+	// bufio reuses a large enough bufio.Writer), so the stream offset where
+	// the packet ends is known.
 	w.pending = append(w.pending, w.size())
 	if len(w.pending) > 64 && w.pending[0] <= w.cw.n {
 		// bw wrote its buffer on its own: those packets are in the file.

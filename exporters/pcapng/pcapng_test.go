@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/sockeye/sockeye/pipelines"
@@ -215,5 +216,67 @@ func TestName(t *testing.T) {
 		if got := Name(c.opts, c.index, at); got != c.want {
 			t.Errorf("Name(%+v, %d) = %q, want %q", c.opts, c.index, got, c.want)
 		}
+	}
+}
+
+// TestEPBMatchesGopacket: the hand-written packet blocks are what
+// gopacket's NgWriter writes for the same packet, comment or not, for every
+// padding.
+func TestEPBMatchesGopacket(t *testing.T) {
+	inbound := pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}
+	head := []byte{0, 0, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0}
+	ts := time.Unix(1700000000, 123456789)
+	for _, comment := range []string{"", "pid=1 comm=a uid=0", "pid=42 comm=curl uid=1000"} {
+		for n := range 9 {
+			data := bytes.Repeat([]byte{0xab}, 40+n)
+			var want bytes.Buffer
+			ng, err := pcapgo.NewNgWriter(&want, LinkType)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ng.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			headerLen := want.Len()
+			frame := append(append([]byte{}, head...), data...)
+			opts := pcapgo.NgPacketOptions{Flags: &inbound}
+			if comment != "" {
+				opts.Comments = []string{comment}
+			}
+			ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(frame), Length: len(frame) + 100}
+			if err := ng.WritePacketWithOptions(ci, frame, opts); err != nil {
+				t.Fatal(err)
+			}
+			if err := ng.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			got := appendEPB(nil, 0, ts.UnixNano(), len(frame)+100, head, data, comment, inbound.ToUint32())
+			if !bytes.Equal(got, want.Bytes()[headerLen:]) {
+				t.Errorf("comment %q, %d data bytes:\n got %x\nwant %x", comment, len(data), got, want.Bytes()[headerLen:])
+			}
+		}
+	}
+}
+
+// BenchmarkWritePackets: the writer goroutine's cost per packet, owned
+// (with a comment), into a file.
+func BenchmarkWritePackets(b *testing.B) {
+	file := filepath.Join(b.TempDir(), "x.pcapng")
+	e, err := New("pcapng", Options{Path: file, Application: "sockeye bench", Log: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	bt := batch(time.Unix(1700000000, 0), 256, lo, true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += len(bt.Packets) {
+		if err := e.ExportPackets(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if err := e.Shutdown(ctx); err != nil {
+		b.Fatal(err)
 	}
 }
