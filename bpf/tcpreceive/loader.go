@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -186,6 +187,34 @@ func targets(rung string, f Filter) []target {
 	return out
 }
 
+// ownerTargets are the tracepoints that learn socket owners, in the
+// owning task: listen() (inet_sock_set_state), and one per direction for
+// sends and receives. sock:sock_send_length / sock_recv_length (6.3+) fire
+// for every protocol; where UDP is not captured, TCP's own tracepoints
+// (tcp_sendmsg_locked 6.6+, tcp_rcv_space_adjust 4.16+) come first, so UDP
+// traffic pays for no program at all.
+func ownerTargets(k *hooks.Kernel, udp bool) []target {
+	send := []target{{"raw_tp_tcp_send", "tcp_sendmsg_locked"}, {"raw_tp_send_length", "sock_send_length"}}
+	recv := []target{{"raw_tp_tcp_recv", "tcp_rcv_space_adjust"}, {"raw_tp_recv_length", "sock_recv_length"}}
+	if udp {
+		slices.Reverse(send)
+		slices.Reverse(recv)
+	}
+	var out []target
+	if k.HasTracepoint("inet_sock_set_state") {
+		out = append(out, target{"raw_tp_set_state", "inet_sock_set_state"})
+	}
+	for _, choices := range [][]target{recv, send} {
+		for _, t := range choices {
+			if k.HasTracepoint(t.fn) {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	return out
+}
+
 func load(rung string, opts Options) (*Probe, error) {
 	k := opts.Kernel
 	if (rung == hooks.Fentry || rung == hooks.TpBTF) && !k.Native {
@@ -210,17 +239,9 @@ func load(rung string, opts Options) (*Probe, error) {
 	var notes []string
 	var owners []target
 	if opts.AttributeOwner {
-		for _, t := range []target{
-			{"raw_tp_set_state", "inet_sock_set_state"},
-			{"raw_tp_recv_length", "sock_recv_length"},
-			{"raw_tp_send_length", "sock_send_length"},
-		} {
-			if k.HasTracepoint(t.fn) {
-				owners = append(owners, t)
-			}
-		}
+		owners = ownerTargets(k, opts.Filter.UDP)
 		if len(owners) < 3 {
-			notes = append(notes, "no sock_recv_length/sock_send_length tracepoints (before 6.3): only listening sockets have known owners")
+			notes = append(notes, "no tracepoint to learn the owners of connected sockets on (tcp:tcp_sendmsg_locked, sock:sock_send_length, tcp:tcp_rcv_space_adjust): only listening sockets have known owners")
 		}
 	}
 	if rung == hooks.Kprobe {

@@ -590,7 +590,8 @@ int BPF_KPROBE(kprobe_udp_v6, struct sk_buff *skb)
 
 // ---- socket owners (every rung) -----------------------------------------------
 // Raw tracepoints that fire in the owning task: listen() (inet_sock_set_state
-// to LISTEN) and, from 6.3, every send and receive on a socket.
+// to LISTEN) and sends and receives (sock_send_length / sock_recv_length for
+// every protocol, or TCP's own tracepoints where UDP is not captured).
 
 static __always_inline void remember(struct sock *sk)
 {
@@ -655,6 +656,21 @@ int raw_tp_recv_length(struct bpf_raw_tracepoint_args *ctx)
 
 SEC("raw_tracepoint/sock_send_length")
 int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
+{
+	remember((struct sock *)ctx->args[0]);
+	return 0;
+}
+
+// TCP's own: before data is queued (6.6+), and as data is copied out.
+SEC("raw_tracepoint/tcp_sendmsg_locked")
+int raw_tp_tcp_send(struct bpf_raw_tracepoint_args *ctx)
+{
+	remember((struct sock *)ctx->args[0]);
+	return 0;
+}
+
+SEC("raw_tracepoint/tcp_rcv_space_adjust")
+int raw_tp_tcp_recv(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember((struct sock *)ctx->args[0]);
 	return 0;

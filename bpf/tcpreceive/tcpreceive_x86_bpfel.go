@@ -110,6 +110,8 @@ const (
 	tcpreceiveProgRawTpRecvLength = "raw_tp_recv_length"
 	tcpreceiveProgRawTpSendLength = "raw_tp_send_length"
 	tcpreceiveProgRawTpSetState   = "raw_tp_set_state"
+	tcpreceiveProgRawTpTcpRecv    = "raw_tp_tcp_recv"
+	tcpreceiveProgRawTpTcpSend    = "raw_tp_tcp_send"
 	tcpreceiveProgTpBtfRecv       = "tp_btf_recv"
 	tcpreceiveProgTpBtfRecvRing   = "tp_btf_recv_ring"
 	tcpreceiveVarAttributeOwner   = "attribute_owner"
@@ -181,6 +183,8 @@ type tcpreceiveProgramSpecs struct {
 	RawTpRecvLength *ebpf.ProgramSpec `ebpf:"raw_tp_recv_length"`
 	RawTpSendLength *ebpf.ProgramSpec `ebpf:"raw_tp_send_length"`
 	RawTpSetState   *ebpf.ProgramSpec `ebpf:"raw_tp_set_state"`
+	RawTpTcpRecv    *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_recv"`
+	RawTpTcpSend    *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_send"`
 	TpBtfRecv       *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
 	TpBtfRecvRing   *ebpf.ProgramSpec `ebpf:"tp_btf_recv_ring"`
 }
@@ -294,6 +298,8 @@ type tcpreceivePrograms struct {
 	RawTpRecvLength *ebpf.Program `ebpf:"raw_tp_recv_length"`
 	RawTpSendLength *ebpf.Program `ebpf:"raw_tp_send_length"`
 	RawTpSetState   *ebpf.Program `ebpf:"raw_tp_set_state"`
+	RawTpTcpRecv    *ebpf.Program `ebpf:"raw_tp_tcp_recv"`
+	RawTpTcpSend    *ebpf.Program `ebpf:"raw_tp_tcp_send"`
 	TpBtfRecv       *ebpf.Program `ebpf:"tp_btf_recv"`
 	TpBtfRecvRing   *ebpf.Program `ebpf:"tp_btf_recv_ring"`
 }
@@ -311,6 +317,8 @@ func (p *tcpreceivePrograms) Close() error {
 		p.RawTpRecvLength,
 		p.RawTpSendLength,
 		p.RawTpSetState,
+		p.RawTpTcpRecv,
+		p.RawTpTcpSend,
 		p.TpBtfRecv,
 		p.TpBtfRecvRing,
 	)

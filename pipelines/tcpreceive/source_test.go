@@ -504,3 +504,68 @@ func addr(ip net.IP) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip)
 	return a.Unmap()
 }
+
+// TestCaptureOwnerTCPClient checks the owner comment of segments to a TCP
+// client once it has sent, with TCP alone captured: the owner is then
+// learned at TCP's own tracepoints (or sock_send_length on 6.3-6.5), which
+// UDP traffic does not run.
+func TestCaptureOwnerTCPClient(t *testing.T) {
+	k := kernel(t)
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendHook := k.HasTracepoint("tcp_sendmsg_locked") || k.HasTracepoint("sock_send_length")
+	cfg := config.TCPReceiveSource{Snaplen: 128, HeadersOnly: true, BufferSize: 1 << 20, Attribution: "socket", Interface: "lo"}
+	var clientPort int
+	c, err := runCapture(t, k, cfg, func() error {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				io.Copy(c, c) // echo
+				c.Close()
+			}
+		}()
+		conn, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		clientPort = conn.LocalAddr().(*net.TCPAddr).Port
+		buf := make([]byte, 5)
+		for range 3 {
+			if _, err := conn.Write([]byte("hello")); err != nil {
+				return err
+			}
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := fmt.Sprintf("pid=%d comm=%s uid=%d", os.Getpid(), strings.TrimSpace(string(comm)), os.Getuid())
+	echoes := 0
+	for _, d := range readPackets(t, c.file) {
+		if d.udp || int(d.dport) != clientPort || d.flags&pipelines.TCPPsh == 0 {
+			continue
+		}
+		echoes++
+		switch {
+		case sendHook && d.comment != owner:
+			t.Errorf("echo to the client (it had sent): comment %q, want %q", d.comment, owner)
+		case !sendHook && d.comment != "" && d.comment != owner:
+			t.Errorf("echo to the client: comment %q, want %q or none", d.comment, owner)
+		}
+	}
+	if echoes != 3 {
+		t.Errorf("saw %d echoes to the client, want 3", echoes)
+	}
+}
