@@ -29,20 +29,32 @@ func Build(t testing.TB) string {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
-		dir, err := os.MkdirTemp("", "sockeye-bin-")
-		if err != nil {
+		// One binary shared by every test process, replaced atomically: a
+		// directory per process would leave 30 MB behind each run, and a
+		// running agent keeps the file it was started from.
+		dir := filepath.Join(os.TempDir(), "sockeye-test-bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return
 		}
 		// Others may run it (tests drop to user nobody with setpriv).
 		os.Chmod(dir, 0o755)
-		buildPath = filepath.Join(dir, "sockeye")
-		cmd := exec.Command("go", "build", "-o", buildPath, "./agent/cmd/sockeye")
+		tmp, err := os.CreateTemp(dir, "sockeye-*.tmp")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		cmd := exec.Command("go", "build", "-o", tmp.Name(), "./agent/cmd/sockeye")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build sockeye: %v\n%s", err, out)
+			return
 		}
+		buildPath = filepath.Join(dir, "sockeye")
+		buildErr = os.Rename(tmp.Name(), buildPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
