@@ -10,8 +10,10 @@
 # Environment (flags win): ROUNDS=5 DURATION=10 CASES="baseline sockeye bpftrace"
 #   FLOOD=udpflood BATCH=1 SEND_CPU=0 RECV_CPU=1 BPF_STATS=1 OUT=bench/out
 #   SOCKEYE=path: run that agent binary instead of building bin/sockeye.
-# CASES may also name sockeye-current (attribution: current) and
-# sockeye-socket. Results: $OUT/traffic-runs.jsonl, $OUT/traffic-summary.json.
+# CASES may also name sockeye-current (attribution: current),
+# sockeye-socket, and empty (bench/emptyhooks: programs that do nothing on the
+# same two tracepoints, the floor of any counting there).
+# Results: $OUT/traffic-runs.jsonl, $OUT/traffic-summary.json.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10} CASES=${CASES:-"baseline sockeye bpftrace"}
@@ -20,7 +22,7 @@ BPF_STATS=${BPF_STATS:-1} PORT=${PORT:-5301}
 while getopts "r:d:c:f:h" o; do
 	case $o in
 	r) ROUNDS=$OPTARG ;; d) DURATION=$OPTARG ;; c) CASES=$OPTARG ;; f) FLOOD=$OPTARG ;;
-	*) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 2 ;;
+	*) sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 2 ;;
 	esac
 done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +56,7 @@ if [[ -z ${SOCKEYE:-} ]]; then
 	SOCKEYE=bin/sockeye
 fi
 go build -o "$OUT/udpflood" ./bench/udpflood
+go build -o "$OUT/emptyhooks" ./bench/emptyhooks
 
 stats_was=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled="$BPF_STATS"
@@ -116,6 +119,10 @@ run_case() { # run_case ROUND POSITION CASE
 		SOCKEYE_BENCH_ATTRIBUTION=${attr:-socket} "$SOCKEYE" run --config bench/traffic.yaml >"$base.out" 2>"$base.log" &
 		AGENT=$!
 		wait_for "$base.log" "pipeline started" "$AGENT" ;;
+	empty)
+		"$OUT/emptyhooks" >"$base.out" 2>"$base.log" &
+		AGENT=$!
+		wait_for "$base.out" "attached" "$AGENT" ;;
 	bpftrace)
 		bpftrace bench/nettop.bt >"$base.out" 2>"$base.log" &
 		AGENT=$!
