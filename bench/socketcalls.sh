@@ -7,8 +7,13 @@
 #   bench/socketcalls.sh [ITERATIONS] [ROUNDS]
 #
 # Prints, per round: the loop's CPU time per iteration in each mode, the
-# spans the receiver got against those the calls make, and sockeye's CPU
-# time per span. Needs root.
+# spans the receiver got against those the calls make (and the agent's
+# own total), and sockeye's CPU time per span. Needs root.
+#
+# Environment: RATE_LIMIT=N runs the agent with rate_limit: N (root calls
+# per second) instead of none, NO_BPFTRACE=1 leaves out the bpftrace runs,
+# SOCKEYE=PATH runs that agent binary instead of one built from the tree
+# (to compare builds alternately).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${1:-200000}
@@ -17,9 +22,14 @@ tools/install-deps.sh bench >/dev/null
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 OUT=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
-go build -o "$OUT/sockeye" ./agent/cmd/sockeye
+if [ -n "${SOCKEYE:-}" ]; then
+	cp "$SOCKEYE" "$OUT/sockeye"
+else
+	go build -o "$OUT/sockeye" ./agent/cmd/sockeye
+fi
 go build -o "$OUT/loop" ./bench/socketcalls/loop
 go build -o "$OUT/sink" ./bench/socketcalls/sink
+sed "s/rate_limit: 0/rate_limit: ${RATE_LIMIT:-0}/" bench/socketcalls.yaml >"$OUT/config.yaml"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
@@ -30,7 +40,7 @@ for round in $(seq "$ROUNDS"); do
 
 	"$OUT/sink" -listen 127.0.0.1:4319 >"$OUT/sink.out" &
 	sink=$!
-	OTEL_BSP_SCHEDULE_DELAY=100 "$OUT/sockeye" run --config bench/socketcalls.yaml 2>"$OUT/agent.log" &
+	OTEL_BSP_SCHEDULE_DELAY=100 "$OUT/sockeye" run --config "$OUT/config.yaml" 2>"$OUT/agent.log" &
 	agent=$!
 	until grep -q "pipeline started" "$OUT/agent.log"; do sleep 0.2; done
 	t0=$(cpu_ticks $agent)
@@ -43,7 +53,9 @@ for round in $(seq "$ROUNDS"); do
 	echo "sockeye:  receiver: $(cat "$OUT/sink.out")"
 	awk -v s="$spans" -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { if (t > 0) printf "sockeye:  agent CPU %.2f s, %.0f spans per agent CPU-second\n", t / hz, s / (t / hz) }'
 	grep -E "dropped|full|lost" "$OUT/agent.log" || echo "sockeye:  no loss logged"
+	sed -n 's/.*msg="traces pipeline stopped".* spans=\([0-9]*\) queue_drops=\([0-9]*\).*/sockeye:  agent: \1 spans exported, \2 dropped at its queue/p' "$OUT/agent.log"
 
+	[ -n "${NO_BPFTRACE:-}" ] && continue
 	bpftrace bench/socketcalls.bt >/dev/null 2>"$OUT/bt.err" &
 	bt=$!
 	sleep 5 # bpftrace compiles and attaches

@@ -213,6 +213,8 @@ func (p *TracesPipeline) Run(ctx context.Context) error {
 						errs = append(errs, e.FinishTraces(p.Name, s.Name()))
 					}
 				}
+				// The totals, to check a run's spans against what arrived.
+				p.Log.Info("traces pipeline stopped", "pipeline", p.Name, "spans", p.spans.Load(), "queue_drops", p.dropped.Load())
 				return errors.Join(errs...)
 			}
 			p.queued.Add(-int64(len(b.Spans)))

@@ -64,7 +64,7 @@ func newBatcher(conv *converter, size int, delay, timeout time.Duration,
 }
 
 // add converts spans into the current batch, handing full ones over; it
-// returns how many it took (all, unless shut down).
+// returns how many it took (all, unless shut down or not encodable).
 func (b *batcher) add(spans []pipelines.Span) int {
 	taken := 0
 	for len(spans) > 0 {
@@ -78,10 +78,11 @@ func (b *batcher) add(spans []pipelines.Span) int {
 		}
 		n := min(len(spans), b.size-b.cur.n)
 		for i := range n {
-			b.cur.add(b.conv, &spans[i])
+			if b.cur.add(b.conv, &spans[i]) {
+				taken++
+			}
 		}
 		spans = spans[n:]
-		taken += n
 		var full *wireBatch
 		if b.cur.n >= b.size {
 			full, b.cur = b.cur, nil
@@ -130,7 +131,7 @@ func (b *batcher) export(w *wireBatch) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
-	b.upload(ctx, w.request(b.conv.scope), w.n)
+	b.upload(ctx, w.request(b.conv), w.n)
 	cancel()
 	w.reset()
 	select {

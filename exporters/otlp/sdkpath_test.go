@@ -243,7 +243,8 @@ func (c *captureClient) UploadTraces(ctx context.Context, rs []*tracepb.Resource
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.requests = append(c.requests, b)
-	for _, r := range rs {
+	// Decoded: the exporter's messages carry their fields encoded.
+	for _, r := range unmarshalRequest(b).ResourceSpans {
 		for _, ss := range r.ScopeSpans {
 			c.spans += len(ss.Spans)
 		}

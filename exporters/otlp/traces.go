@@ -25,8 +25,8 @@ import (
 
 // Traces exports spans as OTLP. The spans come with their own times, and
 // with their ids and parent (sources send a child before its parent), so
-// no SDK span is made for them: they are converted straight into OTLP
-// messages (tracewire.go), batched (batcher.go) and uploaded with the
+// no SDK span is made for them: they are encoded straight into OTLP
+// protobuf (tracewire.go), batched (batcher.go) and uploaded with the
 // SDK's OTLP client (gRPC or HTTP). The wire output is the trace SDK's for
 // the same spans; spans without ids get random ones, as the SDK gives.
 //
@@ -149,7 +149,8 @@ func (t *Traces) FinishTraces(string, string) error                             
 
 // ExportSpans converts the spans into the batch being filled; it waits
 // while maxInFlight full batches are queued for export.
-// Spans that come after Shutdown are counted as lost.
+// Spans that come after Shutdown, and spans protobuf cannot encode (a
+// string that is not UTF-8), are counted as lost.
 func (t *Traces) ExportSpans(_ context.Context, b *pipelines.SpanBatch) error {
 	n := t.b.add(b.Spans)
 	t.spans.Add(int64(n))

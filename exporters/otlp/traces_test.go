@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -183,6 +184,31 @@ func TestDirectMatchesSDKLimits(t *testing.T) {
 	}
 	if attrs == 0 || events == 0 || evAttrs == 0 {
 		t.Errorf("dropped: %d attributes, %d events, %d event attributes: the limits were not reached", attrs, events, evAttrs)
+	}
+}
+
+// TestDirectLongValues: attributes, events and statuses whose messages
+// take lengths of two and three bytes are written as protobuf writes them.
+func TestDirectLongValues(t *testing.T) {
+	spans := benchSpans(4)
+	long, longer := strings.Repeat("x", 200), strings.Repeat("y", 20000)
+	spans[0].Attrs = append(slices.Clip(spans[0].Attrs), attribute.String("long", long), attribute.String(long, "key"))
+	spans[1].Attrs = append(slices.Clip(spans[1].Attrs), attribute.String("longer", longer))
+	spans[2].Events = []pipelines.SpanEvent{{Name: long, Time: spans[2].Start, Attrs: []attribute.KeyValue{attribute.String("e", longer)}}}
+	spans[3].Error, spans[3].StatusMessage = true, long
+	checkSame(t, spans)
+}
+
+// TestDirectInvalidUTF8: a span with a string that is not UTF-8, which
+// protobuf refuses to encode, is left out and counted; the others of its
+// batch go out.
+func TestDirectInvalidUTF8(t *testing.T) {
+	spans := benchSpans(3)
+	spans[1].Attrs = append(slices.Clip(spans[1].Attrs), attribute.String("thread.name", "bad\xff"))
+	c, tr := exportAll(t, testBase(), spans)
+	defer tr.Shutdown(context.Background())
+	if c.received() != 2 || tr.failed.Load() != 1 || tr.spans.Load() != 2 {
+		t.Errorf("%d received, %d failed, %d taken; want 2, 1, 2", c.received(), tr.failed.Load(), tr.spans.Load())
 	}
 }
 
@@ -446,7 +472,7 @@ func TestDirectAllocations(t *testing.T) {
 		for i := range spans {
 			w.add(c, &spans[i])
 		}
-		w.request(c.scope)
+		w.request(c)
 		w.reset()
 	}
 	fill()

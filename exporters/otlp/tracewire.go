@@ -2,9 +2,11 @@ package otlp
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -13,15 +15,21 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sockeye/sockeye/pipelines"
 )
 
-// The OTLP messages of a batch are built straight from pipelines.Span: the
+// The OTLP of a batch is written straight from pipelines.Span: the
 // sources already know every span's times, ids and parent, so no SDK span
-// is made for them. Every message comes from slabs a batch keeps from one
-// export to the next, so a span costs no allocation once the slabs have
-// grown to the batch's size.
+// is made for them. Each span is encoded as protobuf into buffers a batch
+// keeps from one export to the next (a few spans go through messages from
+// slabs kept the same way), so a span costs no allocation once they have
+// grown to the batch's size. The ResourceSpans handed to the OTLP client
+// carry those bytes as unknown fields: they look empty to code that reads
+// them (the client's experimental self-observability counts no spans),
+// but are sent as the messages they encode.
 //
 // The output is what the trace SDK records for the same span, started
 // with trace.WithTimestamp under its parent and ended at its end time,
@@ -169,6 +177,7 @@ func setSliceValue(av *commonpb.AnyValue, v attribute.Value) {
 // resEntry is one resource as sent: the agent's merged with a span's.
 type resEntry struct {
 	pb     *resourcepb.Resource
+	raw    []byte // pb, encoded
 	schema string
 }
 
@@ -197,6 +206,7 @@ type converter struct {
 	last      resSlice
 	lastEntry *resEntry
 	scope     *commonpb.InstrumentationScope
+	scopeRaw  []byte // scope, encoded
 
 	limits sdktrace.SpanLimits
 	// norm makes the SDK spans that apply its rules to the spans that
@@ -219,6 +229,7 @@ func newConverter(base *resource.Resource) *converter {
 			sdktrace.WithRawSpanLimits(sdktrace.NewSpanLimits()),
 		).Tracer(ScopeName),
 	}
+	c.scopeRaw, _ = proto.Marshal(c.scope)
 	c.agent = newResEntry(base)
 	return c
 }
@@ -231,7 +242,9 @@ func newResEntry(r *resource.Resource) *resEntry {
 		r = m
 	}
 	var v values
-	return &resEntry{pb: &resourcepb.Resource{Attributes: v.keyValues(r.Attributes())}, schema: r.SchemaURL()}
+	e := &resEntry{pb: &resourcepb.Resource{Attributes: v.keyValues(r.Attributes())}, schema: r.SchemaURL()}
+	e.raw, _ = proto.Marshal(e.pb)
+	return e
 }
 
 // resource returns the resource of spans about the given attributes.
@@ -285,6 +298,7 @@ func (c *converter) plain(s *pipelines.Span) bool {
 		return false
 	}
 	vlim := c.limits.AttributeValueLengthLimit
+	var seen uint64
 	for i, kv := range s.Attrs {
 		if kv.Key == "" {
 			return false
@@ -301,11 +315,17 @@ func (c *converter) plain(s *pipelines.Span) bool {
 				return false
 			}
 		}
-		for _, prev := range s.Attrs[:i] {
-			if prev.Key == kv.Key {
-				return false
+		// Keys are compared only when a cheap digest of them (length and
+		// last byte) was seen before: most spans' keys all differ in it.
+		d := uint64(1) << ((uint(len(kv.Key))*7 + uint(kv.Key[len(kv.Key)-1])) & 63)
+		if seen&d != 0 {
+			for _, prev := range s.Attrs[:i] {
+				if prev.Key == kv.Key {
+					return false
+				}
 			}
 		}
+		seen |= d
 	}
 	if lim := c.limits.EventCountLimit; lim >= 0 && len(s.Events) > lim {
 		return false
@@ -338,10 +358,18 @@ func (c *converter) normalize(s *pipelines.Span) sdktrace.ReadOnlySpan {
 	return span.(sdktrace.ReadOnlySpan)
 }
 
-// wireBatch is one export's worth of spans as OTLP messages, grouped by
-// resource in the order of their first span.
+// wireBatch is one export's worth of spans, already encoded: each span is
+// written as protobuf into the buffer of its resource's group, in the
+// order of the resource's first span. Generic marshalling (sizing, then
+// writing, every message through reflection tables) cost more than
+// everything else on the way from kernel to collector; the bytes written
+// here are the same. A span that needs the SDK's rules or holds an
+// attribute type other than string, int, bool or float is built as
+// messages and marshalled by protobuf instead.
 type wireBatch struct {
-	n        int // spans
+	n int // spans
+
+	// Messages of the spans marshalled by protobuf.
 	spans    slab[tracepb.Span]
 	statuses slab[tracepb.Status]
 	events   slab[tracepb.Span_Event]
@@ -354,15 +382,18 @@ type wireBatch struct {
 	last   *resEntry
 	lastG  int
 
-	rss    slab[tracepb.ResourceSpans]
-	sss    slab[tracepb.ScopeSpans]
-	ssPtrs slab[*tracepb.ScopeSpans]
-	out    []*tracepb.ResourceSpans
+	scratch []byte
+	// raw holds each group's ResourceSpans, encoded, for request.
+	raw  []byte
+	ends []int
+	rss  slab[tracepb.ResourceSpans]
+	out  []*tracepb.ResourceSpans
 }
 
 type group struct {
-	res   *resEntry
-	spans []*tracepb.Span
+	res *resEntry
+	// spans are ScopeSpans.spans fields (tag, length, span), one a span.
+	spans []byte
 }
 
 func newWireBatch() *wireBatch {
@@ -380,7 +411,6 @@ func (w *wireBatch) reset() {
 	w.ids.reset()
 	w.vals.reset()
 	for i := range w.groups {
-		clear(w.groups[i].spans)
 		w.groups[i].spans = w.groups[i].spans[:0]
 		w.groups[i].res = nil
 	}
@@ -388,20 +418,56 @@ func (w *wireBatch) reset() {
 	clear(w.index)
 	w.last = nil
 	w.rss.reset()
-	w.sss.reset()
-	w.ssPtrs.reset()
 	clear(w.out)
 	w.out = w.out[:0]
 }
 
-// add converts one span into the batch.
-func (w *wireBatch) add(c *converter, s *pipelines.Span) {
-	pb := w.spans.next()
+// add converts one span into the batch; false if it cannot be encoded
+// (a string that is not UTF-8, which protobuf refuses to send): the span
+// is then left out, where before it failed its whole batch.
+func (w *wireBatch) add(c *converter, s *pipelines.Span) bool {
 	tid, sid, parent := s.TraceID, s.SpanID, s.ParentID
 	if !tid.IsValid() || !sid.IsValid() {
 		// The exporter makes the ids of spans that bring none.
 		tid, sid, parent = randomIDs()
 	}
+	var body []byte
+	if c.plain(s) && encodable(s) {
+		body = appendSpan(w.scratch[:0], s, &tid, &sid, &parent)
+	} else {
+		var err error
+		body, err = proto.MarshalOptions{}.MarshalAppend(w.scratch[:0], w.message(c, s, tid, sid, parent))
+		if err != nil {
+			return false
+		}
+	}
+	w.scratch = body
+
+	res := c.resource(s.Resource)
+	if res != w.last {
+		g, ok := w.index[res]
+		if !ok {
+			g = len(w.groups)
+			if g < cap(w.groups) {
+				w.groups = w.groups[:g+1]
+			} else {
+				w.groups = append(w.groups, group{})
+			}
+			w.groups[g].res = res
+			w.index[res] = g
+		}
+		w.last, w.lastG = res, g
+	}
+	g := &w.groups[w.lastG]
+	g.spans = protowire.AppendTag(g.spans, 2, protowire.BytesType)
+	g.spans = protowire.AppendBytes(g.spans, body)
+	w.n++
+	return true
+}
+
+// message builds the OTLP message of a span that protobuf marshals.
+func (w *wireBatch) message(c *converter, s *pipelines.Span, tid trace.TraceID, sid, parent trace.SpanID) *tracepb.Span {
+	pb := w.spans.next()
 	if parent.IsValid() {
 		ids := w.ids.take(32)
 		copy(ids[24:], parent[:])
@@ -438,61 +504,239 @@ func (w *wireBatch) add(c *converter, s *pipelines.Span) {
 				pb.Events[j] = e
 			}
 		}
-	} else {
-		sd := c.normalize(s)
-		pb.StartTimeUnixNano = unixNano(sd.StartTime().UnixNano())
-		pb.EndTimeUnixNano = unixNano(sd.EndTime().UnixNano())
-		pb.Attributes = w.vals.keyValues(sd.Attributes())
-		pb.DroppedAttributesCount = uint32(max(0, sd.DroppedAttributes()))
-		pb.DroppedEventsCount = uint32(max(0, sd.DroppedEvents()))
-		if evs := sd.Events(); len(evs) > 0 {
-			pb.Events = w.evPtrs.take(len(evs))
-			for j, ev := range evs {
-				e := w.events.next()
-				e.TimeUnixNano = unixNano(ev.Time.UnixNano())
-				e.Name = ev.Name
-				e.Attributes = w.vals.keyValues(ev.Attributes)
-				e.DroppedAttributesCount = uint32(max(0, ev.DroppedAttributeCount))
-				pb.Events[j] = e
-			}
+		return pb
+	}
+	sd := c.normalize(s)
+	pb.StartTimeUnixNano = unixNano(sd.StartTime().UnixNano())
+	pb.EndTimeUnixNano = unixNano(sd.EndTime().UnixNano())
+	pb.Attributes = w.vals.keyValues(sd.Attributes())
+	pb.DroppedAttributesCount = uint32(max(0, sd.DroppedAttributes()))
+	pb.DroppedEventsCount = uint32(max(0, sd.DroppedEvents()))
+	if evs := sd.Events(); len(evs) > 0 {
+		pb.Events = w.evPtrs.take(len(evs))
+		for j, ev := range evs {
+			e := w.events.next()
+			e.TimeUnixNano = unixNano(ev.Time.UnixNano())
+			e.Name = ev.Name
+			e.Attributes = w.vals.keyValues(ev.Attributes)
+			e.DroppedAttributesCount = uint32(max(0, ev.DroppedAttributeCount))
+			pb.Events[j] = e
 		}
 	}
-
-	res := c.resource(s.Resource)
-	if res != w.last {
-		g, ok := w.index[res]
-		if !ok {
-			g = len(w.groups)
-			if g < cap(w.groups) {
-				w.groups = w.groups[:g+1]
-			} else {
-				w.groups = append(w.groups, group{})
-			}
-			w.groups[g].res = res
-			w.index[res] = g
-		}
-		w.last, w.lastG = res, g
-	}
-	w.groups[w.lastG].spans = append(w.groups[w.lastG].spans, pb)
-	w.n++
+	return pb
 }
 
-// request is the batch as ResourceSpans, one ScopeSpans each.
-func (w *wireBatch) request(scope *commonpb.InstrumentationScope) []*tracepb.ResourceSpans {
-	w.out = w.out[:0]
+// request is the batch as ResourceSpans, one ScopeSpans each. Each
+// message carries its encoded fields as unknown fields, which protobuf
+// writes out as they are: the request's bytes are those of the messages
+// the fields describe, and a receiver decodes them as such.
+func (w *wireBatch) request(c *converter) []*tracepb.ResourceSpans {
+	w.raw, w.ends = w.raw[:0], w.ends[:0]
 	for i := range w.groups {
 		g := &w.groups[i]
-		ss := w.sss.next()
-		ss.Scope = scope
-		ss.Spans = g.spans
+		w.raw = protowire.AppendTag(w.raw, 1, protowire.BytesType)
+		w.raw = protowire.AppendBytes(w.raw, g.res.raw)
+		w.raw = protowire.AppendTag(w.raw, 2, protowire.BytesType)
+		w.raw = protowire.AppendVarint(w.raw, uint64(protowire.SizeTag(1)+protowire.SizeBytes(len(c.scopeRaw))+len(g.spans)))
+		w.raw = protowire.AppendTag(w.raw, 1, protowire.BytesType)
+		w.raw = protowire.AppendBytes(w.raw, c.scopeRaw)
+		w.raw = append(w.raw, g.spans...)
+		if g.res.schema != "" {
+			w.raw = protowire.AppendTag(w.raw, 3, protowire.BytesType)
+			w.raw = protowire.AppendString(w.raw, g.res.schema)
+		}
+		w.ends = append(w.ends, len(w.raw))
+	}
+	w.out = w.out[:0]
+	from := 0
+	for _, end := range w.ends {
 		rs := w.rss.next()
-		rs.Resource = g.res.pb
-		rs.SchemaUrl = g.res.schema
-		rs.ScopeSpans = w.ssPtrs.take(1)
-		rs.ScopeSpans[0] = ss
+		rs.ProtoReflect().SetUnknown(w.raw[from:end:end])
 		w.out = append(w.out, rs)
+		from = end
 	}
 	return w.out
+}
+
+// encodable reports a span appendSpan writes as protobuf would: scalar
+// attribute values, and UTF-8 strings (protobuf refuses others).
+func encodable(s *pipelines.Span) bool {
+	if !utf8.ValidString(s.Name) || !utf8.ValidString(s.StatusMessage) || !scalarAttrs(s.Attrs) {
+		return false
+	}
+	for i := range s.Events {
+		if !utf8.ValidString(s.Events[i].Name) || !scalarAttrs(s.Events[i].Attrs) {
+			return false
+		}
+	}
+	return true
+}
+
+func scalarAttrs(attrs []attribute.KeyValue) bool {
+	for i := range attrs {
+		if !utf8.ValidString(string(attrs[i].Key)) {
+			return false
+		}
+		switch attrs[i].Value.Type() {
+		case attribute.STRING:
+			if !utf8.ValidString(attrs[i].Value.AsString()) {
+				return false
+			}
+		case attribute.INT64, attribute.BOOL, attribute.FLOAT64:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// appendSpan writes a plain, encodable span as the tracepb.Span that
+// message makes of it, field by field in protobuf's order (by number,
+// zero scalars left out, oneof members and set messages always written).
+func appendSpan(b []byte, s *pipelines.Span, tid *trace.TraceID, sid, parent *trace.SpanID) []byte {
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, tid[:])
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendBytes(b, sid[:])
+	if parent.IsValid() {
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendBytes(b, parent[:])
+	}
+	if s.Name != "" {
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendString(b, s.Name)
+	}
+	if k := spanKind(trace.ValidateSpanKind(s.Kind)); k != 0 {
+		b = protowire.AppendTag(b, 6, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(k))
+	}
+	if t := unixNano(s.Start.UnixNano()); t != 0 {
+		b = protowire.AppendTag(b, 7, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, t)
+	}
+	if t := unixNano(s.End.UnixNano()); t != 0 {
+		b = protowire.AppendTag(b, 8, protowire.Fixed64Type)
+		b = protowire.AppendFixed64(b, t)
+	}
+	b = appendKeyValues(b, 9, s.Attrs)
+	for i := range s.Events {
+		ev := &s.Events[i]
+		t := unixNano(ev.Time.UnixNano())
+		n := kvsSize(ev.Attrs)
+		if t != 0 {
+			n += protowire.SizeTag(1) + protowire.SizeFixed64()
+		}
+		if ev.Name != "" {
+			n += protowire.SizeTag(2) + protowire.SizeBytes(len(ev.Name))
+		}
+		b = protowire.AppendTag(b, 11, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(n))
+		if t != 0 {
+			b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
+			b = protowire.AppendFixed64(b, t)
+		}
+		if ev.Name != "" {
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendString(b, ev.Name)
+		}
+		b = appendKeyValues(b, 3, ev.Attrs)
+	}
+	// Status: always set; message (2) and code (3) when not zero.
+	n := 0
+	if s.Error {
+		if s.StatusMessage != "" {
+			n += protowire.SizeTag(2) + protowire.SizeBytes(len(s.StatusMessage))
+		}
+		n += protowire.SizeTag(3) + protowire.SizeVarint(uint64(tracepb.Status_STATUS_CODE_ERROR))
+	}
+	b = protowire.AppendTag(b, 15, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
+	if s.Error {
+		if s.StatusMessage != "" {
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendString(b, s.StatusMessage)
+		}
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(tracepb.Status_STATUS_CODE_ERROR))
+	}
+	b = protowire.AppendTag(b, 16, protowire.Fixed32Type)
+	return protowire.AppendFixed32(b, spanFlags)
+}
+
+// kvsSize is the size of scalar attributes as repeated KeyValue fields.
+func kvsSize(attrs []attribute.KeyValue) int {
+	n := 0
+	for i := range attrs {
+		kv := &attrs[i]
+		var v int
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			v = protowire.SizeTag(1) + protowire.SizeBytes(len(kv.Value.AsString()))
+		case attribute.BOOL:
+			v = protowire.SizeTag(2) + 1
+		case attribute.INT64:
+			v = protowire.SizeTag(3) + protowire.SizeVarint(uint64(kv.Value.AsInt64()))
+		default:
+			v = protowire.SizeTag(4) + protowire.SizeFixed64()
+		}
+		m := protowire.SizeTag(2) + protowire.SizeBytes(v)
+		if kv.Key != "" {
+			m += protowire.SizeTag(1) + protowire.SizeBytes(len(kv.Key))
+		}
+		n += protowire.SizeTag(1) + protowire.SizeBytes(m)
+	}
+	return n
+}
+
+// appendKeyValues writes scalar attributes as repeated KeyValue field num.
+// Lengths are written after their message, in the byte kept for them
+// (messages under 128 bytes, nearly all) or moved up to make room.
+func appendKeyValues(b []byte, num protowire.Number, attrs []attribute.KeyValue) []byte {
+	for i := range attrs {
+		kv := &attrs[i]
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		b = append(b, 0)
+		kvAt := len(b)
+		if kv.Key != "" {
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, string(kv.Key))
+		}
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = append(b, 0)
+		vAt := len(b)
+		switch kv.Value.Type() {
+		case attribute.STRING:
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendString(b, kv.Value.AsString())
+		case attribute.BOOL:
+			b = protowire.AppendTag(b, 2, protowire.VarintType)
+			b = protowire.AppendVarint(b, protowire.EncodeBool(kv.Value.AsBool()))
+		case attribute.INT64:
+			b = protowire.AppendTag(b, 3, protowire.VarintType)
+			b = protowire.AppendVarint(b, uint64(kv.Value.AsInt64()))
+		default:
+			b = protowire.AppendTag(b, 4, protowire.Fixed64Type)
+			b = protowire.AppendFixed64(b, math.Float64bits(kv.Value.AsFloat64()))
+		}
+		b = putLength(b, vAt)
+		b = putLength(b, kvAt)
+	}
+	return b
+}
+
+// putLength writes the length of b[at:] as the varint of the byte kept
+// before it, moving b[at:] up if the varint needs more.
+func putLength(b []byte, at int) []byte {
+	n := len(b) - at
+	if n < 0x80 {
+		b[at-1] = byte(n)
+		return b
+	}
+	extra := protowire.SizeVarint(uint64(n)) - 1
+	b = append(b, make([]byte, extra)...)
+	copy(b[at+extra:], b[at:at+n])
+	protowire.AppendVarint(b[at-1:at-1], uint64(n))
+	return b
 }
 
 func unixNano(ns int64) uint64 { return uint64(max(0, ns)) }

@@ -73,6 +73,14 @@ type Builder struct {
 	// process, so exporters can recognise it without comparing attributes.
 	procs     map[uint32]procResource
 	bytesCall map[string]bool
+	// threads, addrs and attrs spare a record its allocations: a thread's
+	// names and an address's text are made once, and spans' attributes
+	// are cut from shared chunks.
+	threads map[uint32]*threadNames
+	addrs   addrNames
+	scratch []attribute.KeyValue
+	attrs   []attribute.KeyValue
+	evs     []pipelines.SpanEvent
 	// Orphaned counts events whose span never came.
 	Orphaned int64
 }
@@ -85,6 +93,9 @@ func NewBuilder(salt [3]uint64, functions []string, maxPendingEvents int) *Build
 		events:    newEventStore(maxPendingEvents),
 		ifnames:   map[uint32]string{},
 		procs:     map[uint32]procResource{},
+		threads:   map[uint32]*threadNames{},
+		addrs:     addrNames{byAddr: map[netip.Addr]string{}},
+		scratch:   make([]attribute.KeyValue, 0, 32),
 		syscalls:  syscallNames(),
 		bytesCall: byteSyscalls(),
 	}
@@ -152,13 +163,13 @@ func (b *Builder) Name(r *bpfsc.Record) string {
 // its span comes.
 func (b *Builder) Add(r *bpfsc.Record, out []pipelines.Span) []pipelines.Span {
 	if r.Kind == bpfsc.KindEvent {
-		if b.events.add(r.ParentId, b.event(r)) {
+		if b.events.add(r.ParentId, b.event(r), b.oneEvent) {
 			b.Orphaned++
 		}
 		return out
 	}
 	name := b.Name(r)
-	comm, pcomm := cstr(r.Comm[:]), cstr(r.Pcomm[:])
+	comm, pcomm := b.names(r)
 	s := pipelines.Span{
 		TraceID: b.traceID(r),
 		SpanID:  b.spanID(r.Id),
@@ -172,7 +183,7 @@ func (b *Builder) Add(r *bpfsc.Record, out []pipelines.Span) []pipelines.Span {
 	if r.ParentId != 0 {
 		s.ParentID = b.spanID(r.ParentId)
 	}
-	attrs := make([]attribute.KeyValue, 0, 16)
+	attrs := b.scratch[:0]
 	attrs = append(attrs,
 		semconv.ProcessPIDKey.Int(int(r.Pid)),
 		semconv.ThreadIDKey.Int(int(r.Tid)),
@@ -203,9 +214,10 @@ func (b *Builder) Add(r *bpfsc.Record, out []pipelines.Span) []pipelines.Span {
 		attrs = append(attrs, AttrFD.Int(int(r.Fd)))
 	}
 	if r.Flags&bpfsc.FlagSock != 0 {
-		attrs = sockAttrs(r, attrs)
+		attrs = b.sockAttrs(r, attrs)
 	}
-	s.Attrs = attrs
+	b.scratch = attrs
+	s.Attrs = b.keep(attrs)
 	s.Events = b.events.take(r.Id)
 	if b.ProcessResource {
 		s.Resource = b.resource(r.Pid, pcomm)
@@ -236,27 +248,32 @@ func (b *Builder) resource(pid uint32, comm string) []attribute.KeyValue {
 
 func (b *Builder) event(r *bpfsc.Record) pipelines.SpanEvent {
 	ev := pipelines.SpanEvent{Name: bpfsc.EventName(r.Func), Time: b.wall(r.StartNs)}
+	attrs := b.scratch[:0]
 	switch r.Func {
 	case 1, 2: // sock_send_length, sock_recv_length
-		ev.Attrs = []attribute.KeyValue{AttrReturnValue.Int64(r.Ret), AttrFlags.Int64(int64(r.Value))}
+		attrs = append(attrs, AttrReturnValue.Int64(r.Ret), AttrFlags.Int64(int64(r.Value)))
 		if r.Ret >= 0 {
-			ev.Attrs = append(ev.Attrs, AttrBytes.Int64(r.Ret))
+			attrs = append(attrs, AttrBytes.Int64(r.Ret))
 		}
 	case 3: // tcp_sendmsg_locked
-		ev.Attrs = []attribute.KeyValue{AttrSizeGoal.Int64(int64(r.Value))}
+		attrs = append(attrs, AttrSizeGoal.Int64(int64(r.Value)))
 	case 4: // netif_receive_skb
-		ev.Attrs = []attribute.KeyValue{AttrBytes.Int64(int64(r.Value))}
+		attrs = append(attrs, AttrBytes.Int64(int64(r.Value)))
 		if n := b.ifname(r.Ifindex); n != "" {
-			ev.Attrs = append(ev.Attrs, semconv.NetworkInterfaceNameKey.String(n))
+			attrs = append(attrs, semconv.NetworkInterfaceNameKey.String(n))
 		}
 	case 5: // inet_sock_set_state
-		ev.Attrs = []attribute.KeyValue{
-			AttrOldState.String(tcpState(int(r.Value >> 8))),
-			AttrNewState.String(tcpState(int(r.Value & 0xff))),
-		}
+		attrs = append(attrs,
+			AttrOldState.String(tcpState(int(r.Value>>8))),
+			AttrNewState.String(tcpState(int(r.Value&0xff))),
+		)
 	}
 	if r.Flags&bpfsc.FlagSock != 0 {
-		ev.Attrs = sockAttrs(r, ev.Attrs)
+		attrs = b.sockAttrs(r, attrs)
+	}
+	b.scratch = attrs
+	if len(attrs) > 0 {
+		ev.Attrs = b.keep(attrs)
 	}
 	return ev
 }
@@ -281,7 +298,7 @@ func (b *Builder) ifname(idx uint32) string {
 	return n
 }
 
-func sockAttrs(r *bpfsc.Record, attrs []attribute.KeyValue) []attribute.KeyValue {
+func (b *Builder) sockAttrs(r *bpfsc.Record, attrs []attribute.KeyValue) []attribute.KeyValue {
 	attrs = append(attrs, AttrFamily.String(familyName(r.Family)))
 	if t := sockTypeName(r.SockType); t != "" {
 		attrs = append(attrs, AttrSockType.String(t))
@@ -307,10 +324,10 @@ func sockAttrs(r *bpfsc.Record, attrs []attribute.KeyValue) []attribute.KeyValue
 			ra = netip.AddrFrom16(r.Raddr).Unmap()
 		}
 		if r.Lport != 0 || !la.IsUnspecified() {
-			attrs = append(attrs, semconv.NetworkLocalAddressKey.String(la.String()), semconv.NetworkLocalPortKey.Int(int(r.Lport)))
+			attrs = append(attrs, semconv.NetworkLocalAddressKey.String(b.addrs.name(la)), semconv.NetworkLocalPortKey.Int(int(r.Lport)))
 		}
 		if r.Rport != 0 {
-			attrs = append(attrs, semconv.NetworkPeerAddressKey.String(ra.String()), semconv.NetworkPeerPortKey.Int(int(r.Rport)))
+			attrs = append(attrs, semconv.NetworkPeerAddressKey.String(b.addrs.name(ra)), semconv.NetworkPeerPortKey.Int(int(r.Rport)))
 		}
 	}
 	return attrs
@@ -359,6 +376,80 @@ func tcpState(s int) string {
 	return strconv.Itoa(s)
 }
 
+// attrChunk is the number of attributes of a chunk spans' attributes are
+// cut from: one allocation for some hundred spans instead of one each.
+const attrChunk = 4096
+
+// keep copies a span's attributes into the current chunk. The copy's
+// capacity is its length, so a processor that appends to it reallocates
+// rather than overwrite the next span's.
+func (b *Builder) keep(attrs []attribute.KeyValue) []attribute.KeyValue {
+	if len(attrs) > cap(b.attrs)-len(b.attrs) {
+		b.attrs = make([]attribute.KeyValue, 0, max(attrChunk, len(attrs)))
+	}
+	n := len(b.attrs)
+	b.attrs = append(b.attrs, attrs...)
+	return b.attrs[n : n+len(attrs) : n+len(attrs)]
+}
+
+// oneEvent returns a one-event slice cut from a shared chunk, its capacity
+// its length: a span's second event reallocates.
+func (b *Builder) oneEvent(ev pipelines.SpanEvent) []pipelines.SpanEvent {
+	if len(b.evs) == cap(b.evs) {
+		b.evs = make([]pipelines.SpanEvent, 0, attrChunk/4)
+	}
+	n := len(b.evs)
+	b.evs = append(b.evs, ev)
+	return b.evs[n : n+1 : n+1]
+}
+
+// threadNames are a thread's command and its process's, as last seen.
+type threadNames struct {
+	comm, pcomm   [16]int8
+	commS, pcommS string
+}
+
+// maxThreadNames bounds the threads whose names are kept.
+const maxThreadNames = 4096
+
+// names returns the record's thread and process commands, made into
+// strings only when a thread's differ from what it last sent.
+func (b *Builder) names(r *bpfsc.Record) (string, string) {
+	t := b.threads[r.Tid]
+	if t == nil {
+		if len(b.threads) >= maxThreadNames {
+			clear(b.threads)
+		}
+		t = &threadNames{}
+		t.commS, t.pcommS = cstr(t.comm[:]), cstr(t.pcomm[:])
+		b.threads[r.Tid] = t
+	}
+	if t.comm != r.Comm {
+		t.comm, t.commS = r.Comm, cstr(r.Comm[:])
+	}
+	if t.pcomm != r.Pcomm {
+		t.pcomm, t.pcommS = r.Pcomm, cstr(r.Pcomm[:])
+	}
+	return t.commS, t.pcommS
+}
+
+// addrNames keeps the text of the addresses seen, a bounded set.
+type addrNames struct {
+	byAddr map[netip.Addr]string
+}
+
+func (a *addrNames) name(ip netip.Addr) string {
+	if s, ok := a.byAddr[ip]; ok {
+		return s
+	}
+	if len(a.byAddr) >= 4096 {
+		clear(a.byAddr)
+	}
+	s := ip.String()
+	a.byAddr[ip] = s
+	return s
+}
+
 func cstr(b []int8) string {
 	n := 0
 	for n < len(b) && b[n] != 0 {
@@ -388,8 +479,9 @@ func newEventStore(max int) *eventStore {
 	return &eventStore{max: max, byID: map[uint64][]pipelines.SpanEvent{}}
 }
 
-// add keeps ev for span id and reports whether an older entry was dropped.
-func (s *eventStore) add(id uint64, ev pipelines.SpanEvent) bool {
+// add keeps ev for span id and reports whether an older entry was dropped;
+// one makes the slice of a span's first event.
+func (s *eventStore) add(id uint64, ev pipelines.SpanEvent, one func(pipelines.SpanEvent) []pipelines.SpanEvent) bool {
 	if evs, ok := s.byID[id]; ok {
 		if len(evs) < 64 {
 			s.byID[id] = append(evs, ev)
@@ -409,7 +501,7 @@ func (s *eventStore) add(id uint64, ev pipelines.SpanEvent) bool {
 		s.order[s.head] = id
 		s.head = (s.head + 1) % s.max
 	}
-	s.byID[id] = []pipelines.SpanEvent{ev}
+	s.byID[id] = one(ev)
 	return dropped
 }
 

@@ -52,6 +52,17 @@ const (
 	batchWait = 50 * time.Millisecond
 )
 
+// The kernel wakes a waiting reader for every record it writes, and at a
+// moderate rate each wake-up brings a few records and costs more than
+// they do. So when the ring runs empty the reader first sleeps drainPause
+// and then reads what gathered meanwhile, in rings big enough to hold
+// that long a burst (pauseRing); it waits for the kernel only when
+// nothing came.
+const (
+	drainPause = 2 * time.Millisecond
+	pauseRing  = 1 << 20
+)
+
 // New makes a socket_calls source; nothing is loaded until Start.
 func New(name string, cfg config.SocketCallsSource, kernel *hooks.Kernel, log *slog.Logger) *Source {
 	return &Source{name: name, cfg: cfg, kernel: kernel, log: log.With("source", name)}
@@ -196,14 +207,17 @@ func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span)) error {
 	b.ProcessResource = s.cfg.ServiceName != config.SocketCallsServiceAgent
 	b.SetClock(clockOffset())
 	lastClock, lastRefresh := time.Now(), time.Now()
+	pause := s.cfg.RingSize >= pauseRing
 
-	var batch []pipelines.Span
+	// Each batch is made the size the last one reached, so that it is not
+	// grown (and copied) span by span.
+	batch := make([]pipelines.Span, 0, 64)
 	var rec ringbuf.Record
 	flush := func() {
-		if len(batch) > 0 {
-			s.spans.Add(int64(len(batch)))
+		if n := len(batch); n > 0 {
+			s.spans.Add(int64(n))
 			emit(batch)
-			batch = nil
+			batch = make([]pipelines.Span, 0, min(maxBatch, max(64, n+n/4)))
 		}
 	}
 	stopping := false
@@ -227,7 +241,11 @@ func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span)) error {
 		if stopping {
 			wait = 0
 		}
-		rd.SetDeadline(time.Now().Add(wait))
+		// The deadline only matters when the read has to wait: it is not
+		// renewed (a clock read) for every record of a full ring.
+		if stopping || rd.AvailableBytes() == 0 {
+			rd.SetDeadline(time.Now().Add(wait))
+		}
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
@@ -244,6 +262,9 @@ func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span)) error {
 					s.refresh()
 					lastRefresh = time.Now()
 				}
+			}
+			if pause && !stopping && rd.AvailableBytes() == 0 {
+				time.Sleep(drainPause)
 			}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
