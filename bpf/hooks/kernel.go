@@ -83,6 +83,26 @@ func (k *Kernel) HasTracepoint(name string) bool {
 	return k.Types.TypeByName("btf_trace_"+name, &td) == nil
 }
 
+// FirstTracepoint returns the first of names the kernel defines, or "".
+func (k *Kernel) FirstTracepoint(names ...string) string {
+	for _, n := range names {
+		if k.HasTracepoint(n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// Tracepoints that fire in the task sending (receiving) on a socket, best
+// first for TCP: TCP's own, tcp:tcp_sendmsg_locked (6.6+) before any data
+// is queued and tcp:tcp_rcv_space_adjust (4.16+) as data is copied out; then
+// sock:sock_send_length / sock_recv_length (6.3+), after each call, for
+// every protocol. Where socket owners are learned.
+var (
+	SendTracepoints = []string{"tcp_sendmsg_locked", "sock_send_length"}
+	RecvTracepoints = []string{"tcp_rcv_space_adjust", "sock_recv_length"}
+)
+
 // FirstParamIsDoublePointer reports whether the function's first parameter
 // is a pointer to a pointer, for functions whose signature changed that way.
 func (k *Kernel) FirstParamIsDoublePointer(name string) (bool, error) {

@@ -188,29 +188,25 @@ func targets(rung string, f Filter) []target {
 }
 
 // ownerTargets are the tracepoints that learn socket owners, in the
-// owning task: listen() (inet_sock_set_state), and one per direction for
-// sends and receives. sock:sock_send_length / sock_recv_length (6.3+) fire
-// for every protocol; where UDP is not captured, TCP's own tracepoints
-// (tcp_sendmsg_locked 6.6+, tcp_rcv_space_adjust 4.16+) come first, so UDP
-// traffic pays for no program at all.
+// owning task, each program named after its tracepoint: listen()
+// (inet_sock_set_state), and one per direction for sends and receives
+// (hooks.SendTracepoints, hooks.RecvTracepoints). Capturing UDP, the
+// sock_*_length tracepoints, which fire for every protocol, come first;
+// capturing TCP alone, TCP's own do, so UDP traffic runs no program.
 func ownerTargets(k *hooks.Kernel, udp bool) []target {
-	send := []target{{"raw_tp_tcp_send", "tcp_sendmsg_locked"}, {"raw_tp_send_length", "sock_send_length"}}
-	recv := []target{{"raw_tp_tcp_recv", "tcp_rcv_space_adjust"}, {"raw_tp_recv_length", "sock_recv_length"}}
-	if udp {
-		slices.Reverse(send)
-		slices.Reverse(recv)
-	}
 	var out []target
-	if k.HasTracepoint("inet_sock_set_state") {
-		out = append(out, target{"raw_tp_set_state", "inet_sock_set_state"})
-	}
-	for _, choices := range [][]target{recv, send} {
-		for _, t := range choices {
-			if k.HasTracepoint(t.fn) {
-				out = append(out, t)
-				break
-			}
+	add := func(tp string) {
+		if tp != "" {
+			out = append(out, target{"raw_tp_" + tp, tp})
 		}
+	}
+	add(k.FirstTracepoint("inet_sock_set_state"))
+	for _, choices := range [][]string{hooks.RecvTracepoints, hooks.SendTracepoints} {
+		if udp {
+			choices = slices.Clone(choices)
+			slices.Reverse(choices)
+		}
+		add(k.FirstTracepoint(choices...))
 	}
 	return out
 }

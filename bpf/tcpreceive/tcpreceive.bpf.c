@@ -640,7 +640,7 @@ static __always_inline void remember(struct sock *sk)
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
-int raw_tp_set_state(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
 	if ((int)ctx->args[2] == TCP_LISTEN)
 		remember((struct sock *)ctx->args[0]);
@@ -648,14 +648,14 @@ int raw_tp_set_state(struct bpf_raw_tracepoint_args *ctx)
 }
 
 SEC("raw_tracepoint/sock_recv_length")
-int raw_tp_recv_length(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_sock_recv_length(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember((struct sock *)ctx->args[0]);
 	return 0;
 }
 
 SEC("raw_tracepoint/sock_send_length")
-int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_sock_send_length(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember((struct sock *)ctx->args[0]);
 	return 0;
@@ -663,14 +663,14 @@ int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
 
 // TCP's own: before data is queued (6.6+), and as data is copied out.
 SEC("raw_tracepoint/tcp_sendmsg_locked")
-int raw_tp_tcp_send(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember((struct sock *)ctx->args[0]);
 	return 0;
 }
 
 SEC("raw_tracepoint/tcp_rcv_space_adjust")
-int raw_tp_tcp_recv(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_tcp_rcv_space_adjust(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember((struct sock *)ctx->args[0]);
 	return 0;

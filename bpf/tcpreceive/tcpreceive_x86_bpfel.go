@@ -92,42 +92,42 @@ type tcpreceiveScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tcpreceiveMapEvents           = "events"
-	tcpreceiveMapLastOwner        = "last_owner"
-	tcpreceiveMapLost             = "lost"
-	tcpreceiveMapOwners           = "owners"
-	tcpreceiveMapRing             = "ring"
-	tcpreceiveMapScratch          = "scratch"
-	tcpreceiveMapStats            = "stats"
-	tcpreceiveProgFentryTcpV4     = "fentry_tcp_v4"
-	tcpreceiveProgFentryTcpV6     = "fentry_tcp_v6"
-	tcpreceiveProgFentryUdpV4     = "fentry_udp_v4"
-	tcpreceiveProgFentryUdpV6     = "fentry_udp_v6"
-	tcpreceiveProgKprobeTcpV4     = "kprobe_tcp_v4"
-	tcpreceiveProgKprobeTcpV6     = "kprobe_tcp_v6"
-	tcpreceiveProgKprobeUdpV4     = "kprobe_udp_v4"
-	tcpreceiveProgKprobeUdpV6     = "kprobe_udp_v6"
-	tcpreceiveProgRawTpRecvLength = "raw_tp_recv_length"
-	tcpreceiveProgRawTpSendLength = "raw_tp_send_length"
-	tcpreceiveProgRawTpSetState   = "raw_tp_set_state"
-	tcpreceiveProgRawTpTcpRecv    = "raw_tp_tcp_recv"
-	tcpreceiveProgRawTpTcpSend    = "raw_tp_tcp_send"
-	tcpreceiveProgTpBtfRecv       = "tp_btf_recv"
-	tcpreceiveProgTpBtfRecvRing   = "tp_btf_recv_ring"
-	tcpreceiveVarAttributeOwner   = "attribute_owner"
-	tcpreceiveVarHeadersOnly      = "headers_only"
-	tcpreceiveVarHosts            = "hosts"
-	tcpreceiveVarIfIndex          = "if_index"
-	tcpreceiveVarIfNetns          = "if_netns"
-	tcpreceiveVarN_hosts          = "n_hosts"
-	tcpreceiveVarN_ports          = "n_ports"
-	tcpreceiveVarPorts            = "ports"
-	tcpreceiveVarRingWakeup       = "ring_wakeup"
-	tcpreceiveVarSnaplen          = "snaplen"
-	tcpreceiveVarWantTcp          = "want_tcp"
-	tcpreceiveVarWantUdp          = "want_udp"
-	tcpreceiveVarWantV4           = "want_v4"
-	tcpreceiveVarWantV6           = "want_v6"
+	tcpreceiveMapEvents                  = "events"
+	tcpreceiveMapLastOwner               = "last_owner"
+	tcpreceiveMapLost                    = "lost"
+	tcpreceiveMapOwners                  = "owners"
+	tcpreceiveMapRing                    = "ring"
+	tcpreceiveMapScratch                 = "scratch"
+	tcpreceiveMapStats                   = "stats"
+	tcpreceiveProgFentryTcpV4            = "fentry_tcp_v4"
+	tcpreceiveProgFentryTcpV6            = "fentry_tcp_v6"
+	tcpreceiveProgFentryUdpV4            = "fentry_udp_v4"
+	tcpreceiveProgFentryUdpV6            = "fentry_udp_v6"
+	tcpreceiveProgKprobeTcpV4            = "kprobe_tcp_v4"
+	tcpreceiveProgKprobeTcpV6            = "kprobe_tcp_v6"
+	tcpreceiveProgKprobeUdpV4            = "kprobe_udp_v4"
+	tcpreceiveProgKprobeUdpV6            = "kprobe_udp_v6"
+	tcpreceiveProgRawTpInetSockSetState  = "raw_tp_inet_sock_set_state"
+	tcpreceiveProgRawTpSockRecvLength    = "raw_tp_sock_recv_length"
+	tcpreceiveProgRawTpSockSendLength    = "raw_tp_sock_send_length"
+	tcpreceiveProgRawTpTcpRcvSpaceAdjust = "raw_tp_tcp_rcv_space_adjust"
+	tcpreceiveProgRawTpTcpSendmsgLocked  = "raw_tp_tcp_sendmsg_locked"
+	tcpreceiveProgTpBtfRecv              = "tp_btf_recv"
+	tcpreceiveProgTpBtfRecvRing          = "tp_btf_recv_ring"
+	tcpreceiveVarAttributeOwner          = "attribute_owner"
+	tcpreceiveVarHeadersOnly             = "headers_only"
+	tcpreceiveVarHosts                   = "hosts"
+	tcpreceiveVarIfIndex                 = "if_index"
+	tcpreceiveVarIfNetns                 = "if_netns"
+	tcpreceiveVarN_hosts                 = "n_hosts"
+	tcpreceiveVarN_ports                 = "n_ports"
+	tcpreceiveVarPorts                   = "ports"
+	tcpreceiveVarRingWakeup              = "ring_wakeup"
+	tcpreceiveVarSnaplen                 = "snaplen"
+	tcpreceiveVarWantTcp                 = "want_tcp"
+	tcpreceiveVarWantUdp                 = "want_udp"
+	tcpreceiveVarWantV4                  = "want_v4"
+	tcpreceiveVarWantV6                  = "want_v6"
 )
 
 // loadTcpreceive returns the embedded CollectionSpec for tcpreceive.
@@ -172,21 +172,21 @@ type tcpreceiveSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpreceiveProgramSpecs struct {
-	FentryTcpV4     *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4"`
-	FentryTcpV6     *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6"`
-	FentryUdpV4     *ebpf.ProgramSpec `ebpf:"fentry_udp_v4"`
-	FentryUdpV6     *ebpf.ProgramSpec `ebpf:"fentry_udp_v6"`
-	KprobeTcpV4     *ebpf.ProgramSpec `ebpf:"kprobe_tcp_v4"`
-	KprobeTcpV6     *ebpf.ProgramSpec `ebpf:"kprobe_tcp_v6"`
-	KprobeUdpV4     *ebpf.ProgramSpec `ebpf:"kprobe_udp_v4"`
-	KprobeUdpV6     *ebpf.ProgramSpec `ebpf:"kprobe_udp_v6"`
-	RawTpRecvLength *ebpf.ProgramSpec `ebpf:"raw_tp_recv_length"`
-	RawTpSendLength *ebpf.ProgramSpec `ebpf:"raw_tp_send_length"`
-	RawTpSetState   *ebpf.ProgramSpec `ebpf:"raw_tp_set_state"`
-	RawTpTcpRecv    *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_recv"`
-	RawTpTcpSend    *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_send"`
-	TpBtfRecv       *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
-	TpBtfRecvRing   *ebpf.ProgramSpec `ebpf:"tp_btf_recv_ring"`
+	FentryTcpV4            *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4"`
+	FentryTcpV6            *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6"`
+	FentryUdpV4            *ebpf.ProgramSpec `ebpf:"fentry_udp_v4"`
+	FentryUdpV6            *ebpf.ProgramSpec `ebpf:"fentry_udp_v6"`
+	KprobeTcpV4            *ebpf.ProgramSpec `ebpf:"kprobe_tcp_v4"`
+	KprobeTcpV6            *ebpf.ProgramSpec `ebpf:"kprobe_tcp_v6"`
+	KprobeUdpV4            *ebpf.ProgramSpec `ebpf:"kprobe_udp_v4"`
+	KprobeUdpV6            *ebpf.ProgramSpec `ebpf:"kprobe_udp_v6"`
+	RawTpInetSockSetState  *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpSockRecvLength    *ebpf.ProgramSpec `ebpf:"raw_tp_sock_recv_length"`
+	RawTpSockSendLength    *ebpf.ProgramSpec `ebpf:"raw_tp_sock_send_length"`
+	RawTpTcpRcvSpaceAdjust *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_rcv_space_adjust"`
+	RawTpTcpSendmsgLocked  *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_sendmsg_locked"`
+	TpBtfRecv              *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
+	TpBtfRecvRing          *ebpf.ProgramSpec `ebpf:"tp_btf_recv_ring"`
 }
 
 // tcpreceiveMapSpecs contains maps before they are loaded into the kernel.
@@ -287,21 +287,21 @@ type tcpreceiveVariables struct {
 //
 // It can be passed to loadTcpreceiveObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpreceivePrograms struct {
-	FentryTcpV4     *ebpf.Program `ebpf:"fentry_tcp_v4"`
-	FentryTcpV6     *ebpf.Program `ebpf:"fentry_tcp_v6"`
-	FentryUdpV4     *ebpf.Program `ebpf:"fentry_udp_v4"`
-	FentryUdpV6     *ebpf.Program `ebpf:"fentry_udp_v6"`
-	KprobeTcpV4     *ebpf.Program `ebpf:"kprobe_tcp_v4"`
-	KprobeTcpV6     *ebpf.Program `ebpf:"kprobe_tcp_v6"`
-	KprobeUdpV4     *ebpf.Program `ebpf:"kprobe_udp_v4"`
-	KprobeUdpV6     *ebpf.Program `ebpf:"kprobe_udp_v6"`
-	RawTpRecvLength *ebpf.Program `ebpf:"raw_tp_recv_length"`
-	RawTpSendLength *ebpf.Program `ebpf:"raw_tp_send_length"`
-	RawTpSetState   *ebpf.Program `ebpf:"raw_tp_set_state"`
-	RawTpTcpRecv    *ebpf.Program `ebpf:"raw_tp_tcp_recv"`
-	RawTpTcpSend    *ebpf.Program `ebpf:"raw_tp_tcp_send"`
-	TpBtfRecv       *ebpf.Program `ebpf:"tp_btf_recv"`
-	TpBtfRecvRing   *ebpf.Program `ebpf:"tp_btf_recv_ring"`
+	FentryTcpV4            *ebpf.Program `ebpf:"fentry_tcp_v4"`
+	FentryTcpV6            *ebpf.Program `ebpf:"fentry_tcp_v6"`
+	FentryUdpV4            *ebpf.Program `ebpf:"fentry_udp_v4"`
+	FentryUdpV6            *ebpf.Program `ebpf:"fentry_udp_v6"`
+	KprobeTcpV4            *ebpf.Program `ebpf:"kprobe_tcp_v4"`
+	KprobeTcpV6            *ebpf.Program `ebpf:"kprobe_tcp_v6"`
+	KprobeUdpV4            *ebpf.Program `ebpf:"kprobe_udp_v4"`
+	KprobeUdpV6            *ebpf.Program `ebpf:"kprobe_udp_v6"`
+	RawTpInetSockSetState  *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpSockRecvLength    *ebpf.Program `ebpf:"raw_tp_sock_recv_length"`
+	RawTpSockSendLength    *ebpf.Program `ebpf:"raw_tp_sock_send_length"`
+	RawTpTcpRcvSpaceAdjust *ebpf.Program `ebpf:"raw_tp_tcp_rcv_space_adjust"`
+	RawTpTcpSendmsgLocked  *ebpf.Program `ebpf:"raw_tp_tcp_sendmsg_locked"`
+	TpBtfRecv              *ebpf.Program `ebpf:"tp_btf_recv"`
+	TpBtfRecvRing          *ebpf.Program `ebpf:"tp_btf_recv_ring"`
 }
 
 func (p *tcpreceivePrograms) Close() error {
@@ -314,11 +314,11 @@ func (p *tcpreceivePrograms) Close() error {
 		p.KprobeTcpV6,
 		p.KprobeUdpV4,
 		p.KprobeUdpV6,
-		p.RawTpRecvLength,
-		p.RawTpSendLength,
-		p.RawTpSetState,
-		p.RawTpTcpRecv,
-		p.RawTpTcpSend,
+		p.RawTpInetSockSetState,
+		p.RawTpSockRecvLength,
+		p.RawTpSockSendLength,
+		p.RawTpTcpRcvSpaceAdjust,
+		p.RawTpTcpSendmsgLocked,
 		p.TpBtfRecv,
 		p.TpBtfRecvRing,
 	)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -55,24 +56,24 @@ const (
 	OwnerKeyAddress = "address"
 )
 
-// ownerHooks are where the fentry and kprobe rungs learn a TCP socket's
-// owner: the protocol's own entry points, reached through a function pointer
-// (never inlined), for IPv4 and IPv6, in the sending or receiving task before
-// any data moves. Being TCP's, they cost other protocols nothing.
-var ownerHooks = map[string]string{
-	"sendmsg": "tcp_sendmsg",
-	"recvmsg": "tcp_recvmsg",
-}
+// The fentry and kprobe rungs learn a TCP socket's owner at the protocol's
+// own entry points, reached through a function pointer (never inlined), for
+// IPv4 and IPv6, in the sending or receiving task before any data moves.
+// Being TCP's, they cost other protocols nothing.
+const (
+	ownerSendFunc = "tcp_sendmsg"
+	ownerRecvFunc = "tcp_recvmsg"
+)
 
 // ownerTracepoints are where the tracepoint rungs learn owners, best first
-// per direction: TCP's own tracepoints (tcp_sendmsg_locked 6.6+,
-// tcp_rcv_space_adjust 4.16+), else sock_send_length / sock_recv_length
-// (6.3+), which fire for every protocol and whose programs skip all but TCP;
-// for sends before 6.3, inet_sock_set_state's move to SYN_SENT, inside
-// connect() (clients only; servers are learned when they receive).
-var ownerTracepoints = [][][2]string{
-	{{"tcp_send", "tcp_sendmsg_locked"}, {"send_length", "sock_send_length"}, {"connect", "inet_sock_set_state"}},
-	{{"tcp_recv", "tcp_rcv_space_adjust"}, {"recv_length", "sock_recv_length"}},
+// per direction (hooks.SendTracepoints, hooks.RecvTracepoints), each
+// program named after its tracepoint; the programs on sock_*_length skip
+// all but TCP. For sends before 6.3, inet_sock_set_state's move to
+// SYN_SENT, inside connect() (clients only; servers are learned when they
+// receive).
+var ownerTracepoints = [][]string{
+	append(slices.Clone(hooks.SendTracepoints), "inet_sock_set_state"),
+	hooks.RecvTracepoints,
 }
 
 // destroyTracepoint fires once per TCP socket the kernel tears down; the
@@ -154,8 +155,8 @@ func planFor(rung string, opts Options) (*plan, error) {
 		p.progs = []string{prefix + "xmit", recv}
 		p.notes = append(p.notes, "receive counted at the netif_receive_skb tracepoint ("+strings.TrimSuffix(recv, "_recv")+")")
 		if opts.AttributeSocket {
-			targets[prefix+"sendmsg"] = k.FirstFunc(ownerHooks["sendmsg"])
-			targets[prefix+"recvmsg"] = k.FirstFunc(ownerHooks["recvmsg"])
+			targets[prefix+"sendmsg"] = ownerSendFunc
+			targets[prefix+"recvmsg"] = ownerRecvFunc
 			p.progs = append(p.progs, prefix+"sendmsg", prefix+"recvmsg")
 			p.optional[prefix+"sendmsg"] = "socket owners unknown for sends"
 			p.optional[prefix+"recvmsg"] = "socket owners unknown for receives"
@@ -185,13 +186,10 @@ func planFor(rung string, opts Options) (*plan, error) {
 		p.progs = []string{prefix + "xmit", prefix + "recv"}
 		if opts.AttributeSocket {
 			for _, choices := range ownerTracepoints {
-				for _, c := range choices {
-					if k.HasTracepoint(c[1]) {
-						tps[prefix+c[0]] = c[1]
-						p.progs = append(p.progs, prefix+c[0])
-						p.owners = true
-						break
-					}
+				if tp := k.FirstTracepoint(choices...); tp != "" {
+					tps[prefix+tp] = tp
+					p.progs = append(p.progs, prefix+tp)
+					p.owners = true
 				}
 			}
 			if !p.owners {

@@ -324,14 +324,14 @@ int BPF_PROG(tp_btf_recv, struct sk_buff *skb)
 // copies data out. sock:sock_send_length / sock_recv_length (6.3+) fire for
 // every protocol after the call, the fallback where the TCP hook is missing.
 SEC("tp_btf/tcp_sendmsg_locked")
-int BPF_PROG(tp_btf_tcp_send, struct sock *sk)
+int BPF_PROG(tp_btf_tcp_sendmsg_locked, struct sock *sk)
 {
 	remember_owner(sk, true, false);
 	return 0;
 }
 
 SEC("tp_btf/tcp_rcv_space_adjust")
-int BPF_PROG(tp_btf_tcp_recv, struct sock *sk)
+int BPF_PROG(tp_btf_tcp_rcv_space_adjust, struct sock *sk)
 {
 	remember_owner(sk, true, false);
 	return 0;
@@ -342,7 +342,7 @@ int BPF_PROG(tp_btf_tcp_recv, struct sock *sk)
 #define TCP_SYN_SENT_STATE 2
 
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tp_btf_connect, struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (newstate == TCP_SYN_SENT_STATE)
 		remember_owner(sk, true, true);
@@ -350,14 +350,14 @@ int BPF_PROG(tp_btf_connect, struct sock *sk, int oldstate, int newstate)
 }
 
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(tp_btf_send_length, struct sock *sk)
+int BPF_PROG(tp_btf_sock_send_length, struct sock *sk)
 {
 	remember_owner(sk, true, true);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
-int BPF_PROG(tp_btf_recv_length, struct sock *sk)
+int BPF_PROG(tp_btf_sock_recv_length, struct sock *sk)
 {
 	remember_owner(sk, true, true);
 	return 0;
@@ -380,21 +380,21 @@ int raw_tp_recv(struct bpf_raw_tracepoint_args *ctx)
 }
 
 SEC("raw_tracepoint/tcp_sendmsg_locked")
-int raw_tp_tcp_send(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember_owner((struct sock *)ctx->args[0], false, false);
 	return 0;
 }
 
 SEC("raw_tracepoint/tcp_rcv_space_adjust")
-int raw_tp_tcp_recv(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_tcp_rcv_space_adjust(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember_owner((struct sock *)ctx->args[0], false, false);
 	return 0;
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
-int raw_tp_connect(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
 	if ((int)ctx->args[2] == TCP_SYN_SENT_STATE)
 		remember_owner((struct sock *)ctx->args[0], false, true);
@@ -402,14 +402,14 @@ int raw_tp_connect(struct bpf_raw_tracepoint_args *ctx)
 }
 
 SEC("raw_tracepoint/sock_send_length")
-int raw_tp_send_length(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_sock_send_length(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember_owner((struct sock *)ctx->args[0], false, true);
 	return 0;
 }
 
 SEC("raw_tracepoint/sock_recv_length")
-int raw_tp_recv_length(struct bpf_raw_tracepoint_args *ctx)
+int raw_tp_sock_recv_length(struct bpf_raw_tracepoint_args *ctx)
 {
 	remember_owner((struct sock *)ctx->args[0], false, true);
 	return 0;

@@ -42,33 +42,33 @@ type trafficTrafficValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	trafficMapOwners            = "owners"
-	trafficMapStats             = "stats"
-	trafficMapTraffic           = "traffic"
-	trafficProgFentryRecvmsg    = "fentry_recvmsg"
-	trafficProgFentrySendmsg    = "fentry_sendmsg"
-	trafficProgFentryXmit       = "fentry_xmit"
-	trafficProgKprobeRecvmsg    = "kprobe_recvmsg"
-	trafficProgKprobeSendmsg    = "kprobe_sendmsg"
-	trafficProgKprobeXmit       = "kprobe_xmit"
-	trafficProgRawTpConnect     = "raw_tp_connect"
-	trafficProgRawTpRecv        = "raw_tp_recv"
-	trafficProgRawTpRecvLength  = "raw_tp_recv_length"
-	trafficProgRawTpSendLength  = "raw_tp_send_length"
-	trafficProgRawTpSockDestroy = "raw_tp_sock_destroy"
-	trafficProgRawTpTcpRecv     = "raw_tp_tcp_recv"
-	trafficProgRawTpTcpSend     = "raw_tp_tcp_send"
-	trafficProgRawTpXmit        = "raw_tp_xmit"
-	trafficProgTpBtfConnect     = "tp_btf_connect"
-	trafficProgTpBtfRecv        = "tp_btf_recv"
-	trafficProgTpBtfRecvLength  = "tp_btf_recv_length"
-	trafficProgTpBtfSendLength  = "tp_btf_send_length"
-	trafficProgTpBtfSockDestroy = "tp_btf_sock_destroy"
-	trafficProgTpBtfTcpRecv     = "tp_btf_tcp_recv"
-	trafficProgTpBtfTcpSend     = "tp_btf_tcp_send"
-	trafficProgTpBtfXmit        = "tp_btf_xmit"
-	trafficVarAttributeSocket   = "attribute_socket"
-	trafficVarOwnerCookie       = "owner_cookie"
+	trafficMapOwners                  = "owners"
+	trafficMapStats                   = "stats"
+	trafficMapTraffic                 = "traffic"
+	trafficProgFentryRecvmsg          = "fentry_recvmsg"
+	trafficProgFentrySendmsg          = "fentry_sendmsg"
+	trafficProgFentryXmit             = "fentry_xmit"
+	trafficProgKprobeRecvmsg          = "kprobe_recvmsg"
+	trafficProgKprobeSendmsg          = "kprobe_sendmsg"
+	trafficProgKprobeXmit             = "kprobe_xmit"
+	trafficProgRawTpInetSockSetState  = "raw_tp_inet_sock_set_state"
+	trafficProgRawTpRecv              = "raw_tp_recv"
+	trafficProgRawTpSockDestroy       = "raw_tp_sock_destroy"
+	trafficProgRawTpSockRecvLength    = "raw_tp_sock_recv_length"
+	trafficProgRawTpSockSendLength    = "raw_tp_sock_send_length"
+	trafficProgRawTpTcpRcvSpaceAdjust = "raw_tp_tcp_rcv_space_adjust"
+	trafficProgRawTpTcpSendmsgLocked  = "raw_tp_tcp_sendmsg_locked"
+	trafficProgRawTpXmit              = "raw_tp_xmit"
+	trafficProgTpBtfInetSockSetState  = "tp_btf_inet_sock_set_state"
+	trafficProgTpBtfRecv              = "tp_btf_recv"
+	trafficProgTpBtfSockDestroy       = "tp_btf_sock_destroy"
+	trafficProgTpBtfSockRecvLength    = "tp_btf_sock_recv_length"
+	trafficProgTpBtfSockSendLength    = "tp_btf_sock_send_length"
+	trafficProgTpBtfTcpRcvSpaceAdjust = "tp_btf_tcp_rcv_space_adjust"
+	trafficProgTpBtfTcpSendmsgLocked  = "tp_btf_tcp_sendmsg_locked"
+	trafficProgTpBtfXmit              = "tp_btf_xmit"
+	trafficVarAttributeSocket         = "attribute_socket"
+	trafficVarOwnerCookie             = "owner_cookie"
 )
 
 // loadTraffic returns the embedded CollectionSpec for traffic.
@@ -113,28 +113,28 @@ type trafficSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficProgramSpecs struct {
-	FentryRecvmsg    *ebpf.ProgramSpec `ebpf:"fentry_recvmsg"`
-	FentrySendmsg    *ebpf.ProgramSpec `ebpf:"fentry_sendmsg"`
-	FentryXmit       *ebpf.ProgramSpec `ebpf:"fentry_xmit"`
-	KprobeRecvmsg    *ebpf.ProgramSpec `ebpf:"kprobe_recvmsg"`
-	KprobeSendmsg    *ebpf.ProgramSpec `ebpf:"kprobe_sendmsg"`
-	KprobeXmit       *ebpf.ProgramSpec `ebpf:"kprobe_xmit"`
-	RawTpConnect     *ebpf.ProgramSpec `ebpf:"raw_tp_connect"`
-	RawTpRecv        *ebpf.ProgramSpec `ebpf:"raw_tp_recv"`
-	RawTpRecvLength  *ebpf.ProgramSpec `ebpf:"raw_tp_recv_length"`
-	RawTpSendLength  *ebpf.ProgramSpec `ebpf:"raw_tp_send_length"`
-	RawTpSockDestroy *ebpf.ProgramSpec `ebpf:"raw_tp_sock_destroy"`
-	RawTpTcpRecv     *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_recv"`
-	RawTpTcpSend     *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_send"`
-	RawTpXmit        *ebpf.ProgramSpec `ebpf:"raw_tp_xmit"`
-	TpBtfConnect     *ebpf.ProgramSpec `ebpf:"tp_btf_connect"`
-	TpBtfRecv        *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
-	TpBtfRecvLength  *ebpf.ProgramSpec `ebpf:"tp_btf_recv_length"`
-	TpBtfSendLength  *ebpf.ProgramSpec `ebpf:"tp_btf_send_length"`
-	TpBtfSockDestroy *ebpf.ProgramSpec `ebpf:"tp_btf_sock_destroy"`
-	TpBtfTcpRecv     *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_recv"`
-	TpBtfTcpSend     *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_send"`
-	TpBtfXmit        *ebpf.ProgramSpec `ebpf:"tp_btf_xmit"`
+	FentryRecvmsg          *ebpf.ProgramSpec `ebpf:"fentry_recvmsg"`
+	FentrySendmsg          *ebpf.ProgramSpec `ebpf:"fentry_sendmsg"`
+	FentryXmit             *ebpf.ProgramSpec `ebpf:"fentry_xmit"`
+	KprobeRecvmsg          *ebpf.ProgramSpec `ebpf:"kprobe_recvmsg"`
+	KprobeSendmsg          *ebpf.ProgramSpec `ebpf:"kprobe_sendmsg"`
+	KprobeXmit             *ebpf.ProgramSpec `ebpf:"kprobe_xmit"`
+	RawTpInetSockSetState  *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpRecv              *ebpf.ProgramSpec `ebpf:"raw_tp_recv"`
+	RawTpSockDestroy       *ebpf.ProgramSpec `ebpf:"raw_tp_sock_destroy"`
+	RawTpSockRecvLength    *ebpf.ProgramSpec `ebpf:"raw_tp_sock_recv_length"`
+	RawTpSockSendLength    *ebpf.ProgramSpec `ebpf:"raw_tp_sock_send_length"`
+	RawTpTcpRcvSpaceAdjust *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_rcv_space_adjust"`
+	RawTpTcpSendmsgLocked  *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_sendmsg_locked"`
+	RawTpXmit              *ebpf.ProgramSpec `ebpf:"raw_tp_xmit"`
+	TpBtfInetSockSetState  *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
+	TpBtfRecv              *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
+	TpBtfSockDestroy       *ebpf.ProgramSpec `ebpf:"tp_btf_sock_destroy"`
+	TpBtfSockRecvLength    *ebpf.ProgramSpec `ebpf:"tp_btf_sock_recv_length"`
+	TpBtfSockSendLength    *ebpf.ProgramSpec `ebpf:"tp_btf_sock_send_length"`
+	TpBtfTcpRcvSpaceAdjust *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_rcv_space_adjust"`
+	TpBtfTcpSendmsgLocked  *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_sendmsg_locked"`
+	TpBtfXmit              *ebpf.ProgramSpec `ebpf:"tp_btf_xmit"`
 }
 
 // trafficMapSpecs contains maps before they are loaded into the kernel.
@@ -199,28 +199,28 @@ type trafficVariables struct {
 //
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficPrograms struct {
-	FentryRecvmsg    *ebpf.Program `ebpf:"fentry_recvmsg"`
-	FentrySendmsg    *ebpf.Program `ebpf:"fentry_sendmsg"`
-	FentryXmit       *ebpf.Program `ebpf:"fentry_xmit"`
-	KprobeRecvmsg    *ebpf.Program `ebpf:"kprobe_recvmsg"`
-	KprobeSendmsg    *ebpf.Program `ebpf:"kprobe_sendmsg"`
-	KprobeXmit       *ebpf.Program `ebpf:"kprobe_xmit"`
-	RawTpConnect     *ebpf.Program `ebpf:"raw_tp_connect"`
-	RawTpRecv        *ebpf.Program `ebpf:"raw_tp_recv"`
-	RawTpRecvLength  *ebpf.Program `ebpf:"raw_tp_recv_length"`
-	RawTpSendLength  *ebpf.Program `ebpf:"raw_tp_send_length"`
-	RawTpSockDestroy *ebpf.Program `ebpf:"raw_tp_sock_destroy"`
-	RawTpTcpRecv     *ebpf.Program `ebpf:"raw_tp_tcp_recv"`
-	RawTpTcpSend     *ebpf.Program `ebpf:"raw_tp_tcp_send"`
-	RawTpXmit        *ebpf.Program `ebpf:"raw_tp_xmit"`
-	TpBtfConnect     *ebpf.Program `ebpf:"tp_btf_connect"`
-	TpBtfRecv        *ebpf.Program `ebpf:"tp_btf_recv"`
-	TpBtfRecvLength  *ebpf.Program `ebpf:"tp_btf_recv_length"`
-	TpBtfSendLength  *ebpf.Program `ebpf:"tp_btf_send_length"`
-	TpBtfSockDestroy *ebpf.Program `ebpf:"tp_btf_sock_destroy"`
-	TpBtfTcpRecv     *ebpf.Program `ebpf:"tp_btf_tcp_recv"`
-	TpBtfTcpSend     *ebpf.Program `ebpf:"tp_btf_tcp_send"`
-	TpBtfXmit        *ebpf.Program `ebpf:"tp_btf_xmit"`
+	FentryRecvmsg          *ebpf.Program `ebpf:"fentry_recvmsg"`
+	FentrySendmsg          *ebpf.Program `ebpf:"fentry_sendmsg"`
+	FentryXmit             *ebpf.Program `ebpf:"fentry_xmit"`
+	KprobeRecvmsg          *ebpf.Program `ebpf:"kprobe_recvmsg"`
+	KprobeSendmsg          *ebpf.Program `ebpf:"kprobe_sendmsg"`
+	KprobeXmit             *ebpf.Program `ebpf:"kprobe_xmit"`
+	RawTpInetSockSetState  *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpRecv              *ebpf.Program `ebpf:"raw_tp_recv"`
+	RawTpSockDestroy       *ebpf.Program `ebpf:"raw_tp_sock_destroy"`
+	RawTpSockRecvLength    *ebpf.Program `ebpf:"raw_tp_sock_recv_length"`
+	RawTpSockSendLength    *ebpf.Program `ebpf:"raw_tp_sock_send_length"`
+	RawTpTcpRcvSpaceAdjust *ebpf.Program `ebpf:"raw_tp_tcp_rcv_space_adjust"`
+	RawTpTcpSendmsgLocked  *ebpf.Program `ebpf:"raw_tp_tcp_sendmsg_locked"`
+	RawTpXmit              *ebpf.Program `ebpf:"raw_tp_xmit"`
+	TpBtfInetSockSetState  *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
+	TpBtfRecv              *ebpf.Program `ebpf:"tp_btf_recv"`
+	TpBtfSockDestroy       *ebpf.Program `ebpf:"tp_btf_sock_destroy"`
+	TpBtfSockRecvLength    *ebpf.Program `ebpf:"tp_btf_sock_recv_length"`
+	TpBtfSockSendLength    *ebpf.Program `ebpf:"tp_btf_sock_send_length"`
+	TpBtfTcpRcvSpaceAdjust *ebpf.Program `ebpf:"tp_btf_tcp_rcv_space_adjust"`
+	TpBtfTcpSendmsgLocked  *ebpf.Program `ebpf:"tp_btf_tcp_sendmsg_locked"`
+	TpBtfXmit              *ebpf.Program `ebpf:"tp_btf_xmit"`
 }
 
 func (p *trafficPrograms) Close() error {
@@ -231,21 +231,21 @@ func (p *trafficPrograms) Close() error {
 		p.KprobeRecvmsg,
 		p.KprobeSendmsg,
 		p.KprobeXmit,
-		p.RawTpConnect,
+		p.RawTpInetSockSetState,
 		p.RawTpRecv,
-		p.RawTpRecvLength,
-		p.RawTpSendLength,
 		p.RawTpSockDestroy,
-		p.RawTpTcpRecv,
-		p.RawTpTcpSend,
+		p.RawTpSockRecvLength,
+		p.RawTpSockSendLength,
+		p.RawTpTcpRcvSpaceAdjust,
+		p.RawTpTcpSendmsgLocked,
 		p.RawTpXmit,
-		p.TpBtfConnect,
+		p.TpBtfInetSockSetState,
 		p.TpBtfRecv,
-		p.TpBtfRecvLength,
-		p.TpBtfSendLength,
 		p.TpBtfSockDestroy,
-		p.TpBtfTcpRecv,
-		p.TpBtfTcpSend,
+		p.TpBtfSockRecvLength,
+		p.TpBtfSockSendLength,
+		p.TpBtfTcpRcvSpaceAdjust,
+		p.TpBtfTcpSendmsgLocked,
 		p.TpBtfXmit,
 	)
 }

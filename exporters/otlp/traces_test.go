@@ -544,12 +544,7 @@ func TestTracesWire(t *testing.T) {
 // TestHTTPTracesWaitForCollector: over HTTP, spans exported while the
 // collector refuses connections are delivered once it listens.
 func TestHTTPTracesWaitForCollector(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // refused until the server below starts
+	addr := refusedAddr(t) // until the server below starts
 
 	tr, err := NewTraces("otlp", &config.OTLPExporter{Endpoint: "http://" + addr, Protocol: config.ProtocolHTTPProtobuf,
 		Insecure: true, Timeout: 10 * time.Second}, resource.Empty(), quietLog())

@@ -621,17 +621,10 @@ func appendSpan(b []byte, s *pipelines.Span, tid *trace.TraceID, sid, parent *tr
 	b = appendKeyValues(b, 9, s.Attrs)
 	for i := range s.Events {
 		ev := &s.Events[i]
-		t := unixNano(ev.Time.UnixNano())
-		n := kvsSize(ev.Attrs)
-		if t != 0 {
-			n += protowire.SizeTag(1) + protowire.SizeFixed64()
-		}
-		if ev.Name != "" {
-			n += protowire.SizeTag(2) + protowire.SizeBytes(len(ev.Name))
-		}
 		b = protowire.AppendTag(b, 11, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
-		if t != 0 {
+		b = append(b, 0)
+		at := len(b)
+		if t := unixNano(ev.Time.UnixNano()); t != 0 {
 			b = protowire.AppendTag(b, 1, protowire.Fixed64Type)
 			b = protowire.AppendFixed64(b, t)
 		}
@@ -640,17 +633,12 @@ func appendSpan(b []byte, s *pipelines.Span, tid *trace.TraceID, sid, parent *tr
 			b = protowire.AppendString(b, ev.Name)
 		}
 		b = appendKeyValues(b, 3, ev.Attrs)
+		b = putLength(b, at)
 	}
 	// Status: always set; message (2) and code (3) when not zero.
-	n := 0
-	if s.Error {
-		if s.StatusMessage != "" {
-			n += protowire.SizeTag(2) + protowire.SizeBytes(len(s.StatusMessage))
-		}
-		n += protowire.SizeTag(3) + protowire.SizeVarint(uint64(tracepb.Status_STATUS_CODE_ERROR))
-	}
 	b = protowire.AppendTag(b, 15, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
+	b = append(b, 0)
+	at := len(b)
 	if s.Error {
 		if s.StatusMessage != "" {
 			b = protowire.AppendTag(b, 2, protowire.BytesType)
@@ -659,38 +647,15 @@ func appendSpan(b []byte, s *pipelines.Span, tid *trace.TraceID, sid, parent *tr
 		b = protowire.AppendTag(b, 3, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(tracepb.Status_STATUS_CODE_ERROR))
 	}
+	b = putLength(b, at)
 	b = protowire.AppendTag(b, 16, protowire.Fixed32Type)
 	return protowire.AppendFixed32(b, spanFlags)
 }
 
-// kvsSize is the size of scalar attributes as repeated KeyValue fields.
-func kvsSize(attrs []attribute.KeyValue) int {
-	n := 0
-	for i := range attrs {
-		kv := &attrs[i]
-		var v int
-		switch kv.Value.Type() {
-		case attribute.STRING:
-			v = protowire.SizeTag(1) + protowire.SizeBytes(len(kv.Value.AsString()))
-		case attribute.BOOL:
-			v = protowire.SizeTag(2) + 1
-		case attribute.INT64:
-			v = protowire.SizeTag(3) + protowire.SizeVarint(uint64(kv.Value.AsInt64()))
-		default:
-			v = protowire.SizeTag(4) + protowire.SizeFixed64()
-		}
-		m := protowire.SizeTag(2) + protowire.SizeBytes(v)
-		if kv.Key != "" {
-			m += protowire.SizeTag(1) + protowire.SizeBytes(len(kv.Key))
-		}
-		n += protowire.SizeTag(1) + protowire.SizeBytes(m)
-	}
-	return n
-}
-
 // appendKeyValues writes scalar attributes as repeated KeyValue field num.
-// Lengths are written after their message, in the byte kept for them
-// (messages under 128 bytes, nearly all) or moved up to make room.
+// Lengths here and in appendSpan are written after their message, in the
+// byte kept for them (messages under 128 bytes, nearly all) or moved up to
+// make room.
 func appendKeyValues(b []byte, num protowire.Number, attrs []attribute.KeyValue) []byte {
 	for i := range attrs {
 		kv := &attrs[i]

@@ -94,7 +94,7 @@ func NewBuilder(salt [3]uint64, functions []string, maxPendingEvents int) *Build
 		ifnames:   map[uint32]string{},
 		procs:     map[uint32]procResource{},
 		threads:   map[uint32]*threadNames{},
-		addrs:     addrNames{byAddr: map[netip.Addr]string{}},
+		addrs:     addrNames{},
 		scratch:   make([]attribute.KeyValue, 0, 32),
 		syscalls:  syscallNames(),
 		bytesCall: byteSyscalls(),
@@ -434,19 +434,17 @@ func (b *Builder) names(r *bpfsc.Record) (string, string) {
 }
 
 // addrNames keeps the text of the addresses seen, a bounded set.
-type addrNames struct {
-	byAddr map[netip.Addr]string
-}
+type addrNames map[netip.Addr]string
 
-func (a *addrNames) name(ip netip.Addr) string {
-	if s, ok := a.byAddr[ip]; ok {
+func (a addrNames) name(ip netip.Addr) string {
+	if s, ok := a[ip]; ok {
 		return s
 	}
-	if len(a.byAddr) >= 4096 {
-		clear(a.byAddr)
+	if len(a) >= 4096 {
+		clear(a)
 	}
 	s := ip.String()
-	a.byAddr[ip] = s
+	a[ip] = s
 	return s
 }
 
