@@ -56,16 +56,6 @@ health:
 	return path
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // hungCollector accepts connections and never answers, as a collector
 // stuck behind a dead proxy would.
 func hungCollector(t *testing.T) string {
@@ -224,7 +214,7 @@ func TestShutdownReleasesEverything(t *testing.T) {
 	testenv.RequireRoot(t)
 	requireTools(t, "bpftool", "capinfos")
 	pinsBefore := pinned(t)
-	healthAddr := freeAddr(t)
+	healthAddr := testenv.FreeAddr(t)
 	pcap := filepath.Join(t.TempDir(), "rx.pcapng")
 	cfg := allPipelinesConfig(t, hungCollector(t), pcap, healthAddr)
 	a := agentbin.Start(t, nil, "run", "--config", cfg)
@@ -328,7 +318,7 @@ func writeFile(t *testing.T, path, text string) {
 func TestReload(t *testing.T) {
 	testenv.RequireRoot(t)
 	requireTools(t, "bpftool")
-	healthAddr := freeAddr(t)
+	healthAddr := testenv.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "sockeye.yaml")
 	base := `sources:
   traffic:
@@ -415,7 +405,7 @@ func setprivNobody(caps string) []string {
 // dir/name.pcapng.
 func startAllAsNobody(t *testing.T, dir, name, caps string) (*agentbin.Agent, string) {
 	t.Helper()
-	healthAddr := freeAddr(t)
+	healthAddr := testenv.FreeAddr(t)
 	cfg := filepath.Join(dir, name+".yaml")
 	writeFile(t, cfg, readFile(t, allPipelinesConfig(t, hungCollector(t), filepath.Join(dir, name+".pcapng"), healthAddr)))
 	os.Chmod(cfg, 0o644)
@@ -511,7 +501,7 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 
 	t.Run("drop capabilities after attaching", func(t *testing.T) {
-		healthAddr := freeAddr(t)
+		healthAddr := testenv.FreeAddr(t)
 		path := filepath.Join(dir, "drop.yaml")
 		writeFile(t, path, `sources:
   traffic:

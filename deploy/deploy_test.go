@@ -13,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,6 +32,7 @@ import (
 	"github.com/sockeye/sockeye/agent"
 	"github.com/sockeye/sockeye/config"
 	"github.com/sockeye/sockeye/exporters/otlp"
+	"github.com/sockeye/sockeye/internal/testenv"
 	"github.com/sockeye/sockeye/pipelines"
 	"github.com/sockeye/sockeye/pipelines/drops"
 	"github.com/sockeye/sockeye/pipelines/processors"
@@ -687,17 +687,6 @@ func TestDockerignoreCoversAgent(t *testing.T) {
 	}
 }
 
-// freePort returns a TCP port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestCollectorPrometheusNames sends sockeye's metrics, through its own OTLP
 // exporter and the deployed config's processors, to a collector running
 // deploy/otelcol.yaml (on free local ports), and checks that every metric
@@ -718,7 +707,7 @@ func TestCollectorPrometheusNames(t *testing.T) {
 	if err := yaml.Unmarshal(data, &col); err != nil {
 		t.Fatal(err)
 	}
-	grpcPort, promPort := freePort(t), freePort(t)
+	grpcPort, promPort := testenv.FreePort(t), testenv.FreePort(t)
 	set := func(v string, keys ...string) {
 		m, ok := get(col, keys[:len(keys)-1]...).(obj)
 		if !ok {
@@ -727,7 +716,7 @@ func TestCollectorPrometheusNames(t *testing.T) {
 		m[keys[len(keys)-1]] = v
 	}
 	set(fmt.Sprintf("127.0.0.1:%d", grpcPort), "receivers", "otlp", "protocols", "grpc", "endpoint")
-	set(fmt.Sprintf("127.0.0.1:%d", freePort(t)), "receivers", "otlp", "protocols", "http", "endpoint")
+	set(fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), "receivers", "otlp", "protocols", "http", "endpoint")
 	set(fmt.Sprintf("127.0.0.1:%d", promPort), "exporters", "prometheus", "endpoint")
 	// No traces are sent; pointing the Jaeger exporter back at the receiver keeps its log quiet.
 	set(fmt.Sprintf("127.0.0.1:%d", grpcPort), "exporters", "otlp_grpc/jaeger", "endpoint")

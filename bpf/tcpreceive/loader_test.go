@@ -37,7 +37,7 @@ func TestOpenEveryRung(t *testing.T) {
 		t.Run(rung, func(t *testing.T) {
 			// A port picked before the programs load, listened on after, so
 			// that listen() is seen.
-			port := freePort(t)
+			port := uint16(testenv.FreePort(t))
 			p, err := Open(Options{Hook: rung, Snaplen: 256, AttributeOwner: true, Kernel: k, Log: log,
 				Filter: Filter{Ports: []Port{{Port: port, Dir: Destination}}}})
 			if err != nil {
@@ -120,15 +120,6 @@ func unsupported(err error) bool {
 		return false
 	}
 	return true
-}
-
-func freePort(t *testing.T) uint16 {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
 func oneWord(err error) string {

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/sockeye/sockeye/config"
+	"github.com/sockeye/sockeye/internal/testenv"
 	"github.com/sockeye/sockeye/pipelines"
 )
 
@@ -18,7 +19,7 @@ import (
 // collector refuses connections are delivered once it listens, as gRPC
 // does, instead of failing at the first refused connection.
 func TestHTTPLogsWaitForCollector(t *testing.T) {
-	addr := refusedAddr(t) // until the server below starts
+	addr := testenv.FreeAddr(t) // until the server below starts
 
 	l, err := NewLogs("otlp", &config.OTLPExporter{Endpoint: "http://" + addr, Protocol: config.ProtocolHTTPProtobuf,
 		Insecure: true, Timeout: 10 * time.Second, LogQueueSize: 16}, resource.Empty(), quietLog())
@@ -53,16 +54,4 @@ func TestHTTPLogsWaitForCollector(t *testing.T) {
 	if posts.Load() == 0 || l.Failed() != 0 {
 		t.Errorf("%d posts, %d records failed: want the records delivered once the collector listens", posts.Load(), l.Failed())
 	}
-}
-
-// refusedAddr is a loopback address nothing listens on yet: connections to
-// it are refused until a test starts a server there.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

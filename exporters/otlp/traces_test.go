@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sockeye/sockeye/config"
+	"github.com/sockeye/sockeye/internal/testenv"
 	"github.com/sockeye/sockeye/pipelines"
 )
 
@@ -544,7 +545,7 @@ func TestTracesWire(t *testing.T) {
 // TestHTTPTracesWaitForCollector: over HTTP, spans exported while the
 // collector refuses connections are delivered once it listens.
 func TestHTTPTracesWaitForCollector(t *testing.T) {
-	addr := refusedAddr(t) // until the server below starts
+	addr := testenv.FreeAddr(t) // until the server below starts
 
 	tr, err := NewTraces("otlp", &config.OTLPExporter{Endpoint: "http://" + addr, Protocol: config.ProtocolHTTPProtobuf,
 		Insecure: true, Timeout: 10 * time.Second}, resource.Empty(), quietLog())

@@ -5,7 +5,9 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -41,4 +43,22 @@ func Matrix(pipeline, rung, result, note string) {
 		line += " note=" + note
 	}
 	fmt.Println(line)
+}
+
+// FreePort returns a loopback TCP port nothing listens on right now (a
+// connection to it is refused until a test listens there).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr is FreePort as host:port.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
