@@ -24,6 +24,8 @@ type Pair struct {
 	NS               netns.NsHandle
 	// HostIP6 and PeerIP6 are set with WithIPv6, nil otherwise.
 	HostIP6, PeerIP6 net.IP
+	// The pair's own IPv6 subnet, used when WithIPv6 asks for it.
+	hostIP6, peerIP6 net.IP
 }
 
 // Option changes how NewPair builds the pair.
@@ -33,18 +35,44 @@ type Option func(*Pair)
 // no duplicate address detection, usable at once. Router solicitations stay
 // off; multicast listener reports may still appear on the link.
 func WithIPv6() Option {
-	return func(p *Pair) { p.HostIP6, p.PeerIP6 = hostIP6, peerIP6 }
+	return func(p *Pair) { p.HostIP6, p.PeerIP6 = p.hostIP6, p.peerIP6 }
 }
 
-// Addresses from 198.18.0.0/15, the range set aside for benchmark networks;
-// they exist only inside this machine's test namespaces.
-var (
-	hostIP = net.IPv4(198, 18, 7, 1)
-	peerIP = net.IPv4(198, 18, 7, 2)
-	// 2001:2::/48 is the IPv6 benchmarking range.
-	hostIP6 = net.ParseIP("2001:2:0:7::1")
-	peerIP6 = net.ParseIP("2001:2:0:7::2")
-)
+// Addresses come from 198.18.0.0/15, the range set aside for benchmark
+// networks, and 2001:2::/48, the IPv6 benchmarking range; they exist only
+// inside this machine's test namespaces. Each pair claims a subnet of its own
+// (see claimSubnet): test binaries of several packages run at once, and two
+// pairs with the same addresses would route each other's packets.
+const maxSubnets = 1024
+
+func subnetAddrs(i int) (host, peer, host6, peer6 net.IP) {
+	host = net.IPv4(198, 18, byte(8+i/64), byte(i%64*4+1))
+	peer = net.IPv4(198, 18, byte(8+i/64), byte(i%64*4+2))
+	host6 = net.ParseIP(fmt.Sprintf("2001:2:0:%x::1", 0x100+i))
+	peer6 = net.ParseIP(fmt.Sprintf("2001:2:0:%x::2", 0x100+i))
+	return
+}
+
+// claimSubnet takes the first subnet no other live pair holds, by an
+// exclusive lock on a file named after it. The kernel drops the lock when the
+// file is closed or the process dies, so a killed test leaks nothing.
+func claimSubnet() (int, *os.File, error) {
+	dir := "/tmp/sockeye-testnet"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, nil, err
+	}
+	for i := 0; i < maxSubnets; i++ {
+		f, err := os.OpenFile(fmt.Sprintf("%s/%d.lock", dir, i), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			return i, f, nil
+		}
+		f.Close()
+	}
+	return 0, nil, fmt.Errorf("all %d test subnets are in use", maxSubnets)
+}
 
 // NewPair makes a namespace and a veth pair named after tag (at most 8
 // characters: interface names are 15 at most). Everything is removed at test end.
@@ -64,7 +92,14 @@ func NewPair(t testing.TB, tag string, opts ...Option) *Pair {
 	if err := netns.Set(orig); err != nil {
 		t.Fatalf("back to the original netns: %v", err)
 	}
-	p := &Pair{HostDev: "sk" + tag + "h", PeerDev: "sk" + tag + "p", HostIP: hostIP, PeerIP: peerIP, NS: ns}
+	subnet, lock, err := claimSubnet()
+	if err != nil {
+		ns.Close()
+		t.Fatalf("test subnet: %v", err)
+	}
+	hostIP, peerIP, hostIP6, peerIP6 := subnetAddrs(subnet)
+	p := &Pair{HostDev: "sk" + tag + "h", PeerDev: "sk" + tag + "p", HostIP: hostIP, PeerIP: peerIP, NS: ns,
+		hostIP6: hostIP6, peerIP6: peerIP6}
 	for _, o := range opts {
 		o(p)
 	}
@@ -73,6 +108,7 @@ func NewPair(t testing.TB, tag string, opts ...Option) *Pair {
 			netlink.LinkDel(l)
 		}
 		ns.Close()
+		lock.Close() // the subnet is free again only once its link is gone
 	})
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.HostDev}, PeerName: p.PeerDev}
 	if err := netlink.LinkAdd(veth); err != nil {
