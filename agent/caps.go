@@ -32,9 +32,10 @@ var (
 var pipelineCaps = []capability{capBPF, capPerfmon}
 
 // capIPCLock lets perf buffers exceed kernel.perf_event_mlock_kb, which
-// tcp_receive's default perf transport does on any machine with more than
-// a CPU or two; its ring transport needs no such thing.
-var capIPCLock = capability{unix.CAP_IPC_LOCK, "CAP_IPC_LOCK", "map perf buffers beyond kernel.perf_event_mlock_kb (tcp_receive with transport: perf)"}
+// tcp_receive's perf and auto transports (auto keeps perf buffers for the
+// packets the ring cannot hold) do on any machine with more than a CPU or
+// two; its ring transport needs no such thing.
+var capIPCLock = capability{unix.CAP_IPC_LOCK, "CAP_IPC_LOCK", "map perf buffers beyond kernel.perf_event_mlock_kb (tcp_receive with transport: auto or perf)"}
 
 // capsFor is what the sources of pl need.
 func capsFor(cfg *config.Config, pl *config.Pipeline) []capability {

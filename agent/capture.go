@@ -70,7 +70,7 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 	fs.Var(bufFlag, "B", "kernel buffer per CPU in `KiB`")
 	udp := fs.Bool("udp", false, "also capture UDP datagrams")
 	hook := fs.String("hook", "auto", "hook rung: auto, fentry, kprobe, tp_btf")
-	transport := fs.String("transport", "perf", "kernel to user transport: perf (perf buffers, bpf_skb_output) or ring (BPF ring buffer; tp_btf only, at most 256 bytes a packet)")
+	transport := fs.String("transport", "auto", "kernel to user transport: auto (on tp_btf the BPF ring buffer for packets it holds whole, perf buffers for the rest), perf (perf buffers, bpf_skb_output) or ring (BPF ring buffer; tp_btf only, at most 256 bytes a packet)")
 	btf := fs.String("btf", "", "external kernel BTF `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -106,8 +106,8 @@ func cmdCapture(args []string, stdout, stderr io.Writer) int {
 		return bad("%s needs -w FILE: only files are rotated", rotating())
 	case (rotMB > 0 || rotSec > 0) && *file == "-":
 		return bad("%s cannot rotate standard output (-w -): give a file name", rotating())
-	case *transport != "perf" && *transport != "ring":
-		return bad("--transport %q: want perf or ring", *transport)
+	case *transport != "auto" && *transport != "perf" && *transport != "ring":
+		return bad("--transport %q: want auto, perf or ring", *transport)
 	case !slices.Contains(hooksList, *hook):
 		return bad("--hook %q: want one of %s", *hook, strings.Join(hooksList, ", "))
 	case *transport == "ring" && *hook != config.HookAuto && *hook != config.HookTpBTF:

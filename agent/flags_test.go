@@ -34,7 +34,7 @@ func TestInvalidFlags(t *testing.T) {
 		{[]string{"capture", "-G", "60"}, exitUsage, []string{"-G needs -w FILE"}},
 		{[]string{"capture", "-C", "5", "-w", "-"}, exitUsage, []string{"-C cannot rotate standard output (-w -)"}},
 		{[]string{"capture", "-G", "60", "-W", "2", "-w", "-"}, exitUsage, []string{"-G cannot rotate standard output (-w -)"}},
-		{[]string{"capture", "--transport", "quic"}, exitUsage, []string{`--transport "quic": want perf or ring`}},
+		{[]string{"capture", "--transport", "quic"}, exitUsage, []string{`--transport "quic": want auto, perf or ring`}},
 		{[]string{"capture", "--hook", "uprobe"}, exitUsage, []string{`--hook "uprobe": want one of auto, fentry, kprobe, tp_btf`}},
 		{[]string{"capture", "--hook", "raw_tracepoint"}, exitUsage, []string{`--hook "raw_tracepoint": want one of`}},
 		{[]string{"capture", "--transport", "ring", "--hook", "kprobe"}, exitUsage, []string{"--transport ring works with --hook tp_btf (or auto) only, not kprobe"}},

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cost of capturing to pcapng: a loopback flood of 64-byte UDP datagrams
 # (bench/udpflood, one sendto per datagram) with no capture, with
-# `sockeye capture --udp -i lo -w FILE udp port P` (perf buffers, and the
-# ring buffer variant) and with `tcpdump -i lo -w FILE udp port P`, in
+# `sockeye capture --udp -i lo -w FILE udp port P` (the default auto
+# transport, and the perf-only and ring-only variants) and with
+# `tcpdump -i lo -w FILE udp port P`, in
 # interleaved runs whose order rotates every round. Needs root.
 #
 #   bench/capture.sh [-r ROUNDS] [-d SECONDS] [-c "CASES"]
@@ -10,8 +11,8 @@
 # Environment (flags win): ROUNDS=5 DURATION=10 CASES="baseline sockeye tcpdump"
 #   SEND_CPU=0 RECV_CPU=1 PORT=5391 OUT=bench/out SNAPLEN=262144 BPF_STATS=1
 #   SOCKEYE=path: run that binary instead of building bin/sockeye.
-# CASES may also name sockeye-ring (--transport ring) and sockeye-headers
-# (-s 64). For each run: the flood's received and sent rates over the
+# CASES may also name sockeye-perf (--transport perf), sockeye-ring
+# (--transport ring) and sockeye-headers (-s 64). For each run: the flood's received and sent rates over the
 # baseline of the same round, packets in the file over packets sent, and
 # (BPF_STATS=1) the run time of sockeye's programs per packet, which the
 # load of a shared machine disturbs less than rates, as does the sender's CPU
@@ -97,6 +98,7 @@ run_case() { # run_case ROUND POSITION CASE
 	baseline) ;;
 	sockeye*)
 		local extra=()
+		[[ $case == sockeye-perf ]] && extra=(--transport perf)
 		[[ $case == sockeye-ring ]] && extra=(--transport ring)
 		[[ $case == sockeye-headers ]] && extra=(-s 64)
 		"$SOCKEYE" capture --udp -i lo -s "$SNAPLEN" "${extra[@]}" -w "$file" udp port "$PORT" 2>"$base.log" &

@@ -28,8 +28,10 @@ type TCPReceiveSource struct {
 	BufferSize int
 	// Attribution is "socket" (the local socket's owner where known) or "none".
 	Attribution string
-	// Transport is "perf" (default: perf buffers, bpf_skb_output) or
-	// "ring" (the BPF ring buffer; tp_btf only, 256 bytes at most). Only
+	// Transport is "auto" (default, also ""): on the tp_btf rung the BPF
+	// ring buffer for every packet it carries whole and perf buffers
+	// (bpf_skb_output) for the rest, perf buffers alone on the other
+	// rungs; "perf"; or "ring" (tp_btf only, 256 linear bytes at most). Only
 	// sockeye capture --transport sets it: it exists to measure the choice.
 	Transport string
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
@@ -36,16 +35,7 @@ func TestFindTracefs(t *testing.T) {
 }
 
 func kernel(t *testing.T) *hooks.Kernel {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatal(err)
-	}
-	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
-	if err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	return k
+	return testenv.Kernel(t)
 }
 
 // TestMountTracefs mounts a second tracefs in a temporary directory and

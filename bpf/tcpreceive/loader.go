@@ -82,7 +82,11 @@ type Options struct {
 	// Ring uses the BPF ring buffer instead of perf buffers (tp_btf rung
 	// only; linear bytes, at most RingSnaplen of them). RingSize is its
 	// size in bytes, a power of two.
-	Ring     bool
+	Ring bool
+	// Mixed (the auto transport) uses the ring buffer on the tp_btf rung
+	// for every packet it carries whole and perf buffers for the rest;
+	// perf buffers alone on the other rungs.
+	Mixed    bool
 	RingSize uint32
 	Filter   Filter
 	Kernel   *hooks.Kernel
@@ -102,8 +106,10 @@ type Probe struct {
 
 	events *ebpf.Map
 	ring   *ebpf.Map
-	lost   *ebpf.Map
-	stats  *ebpf.Map
+	// mixed: both events and ring carry packets.
+	mixed bool
+	lost  *ebpf.Map
+	stats *ebpf.Map
 }
 
 type target struct {
@@ -193,11 +199,17 @@ func targets(rung string, f Filter) []target {
 // (hooks.SendTracepoints, hooks.RecvTracepoints). Capturing UDP, the
 // sock_*_length tracepoints, which fire for every protocol, come first;
 // capturing TCP alone, TCP's own do, so UDP traffic runs no program.
-func ownerTargets(k *hooks.Kernel, udp bool) []target {
+// With btf the programs are tp_btf ones, which read the socket with plain
+// loads; raw tracepoints make a helper call per field.
+func ownerTargets(k *hooks.Kernel, udp, btf bool) []target {
 	var out []target
+	prefix := "raw_tp_"
+	if btf {
+		prefix = "tp_btf_"
+	}
 	add := func(tp string) {
 		if tp != "" {
-			out = append(out, target{"raw_tp_" + tp, tp})
+			out = append(out, target{prefix + tp, tp})
 		}
 	}
 	add(k.FirstTracepoint("inet_sock_set_state"))
@@ -217,7 +229,8 @@ func load(rung string, opts Options) (*Probe, error) {
 		return nil, fmt.Errorf("%s needs the kernel's own BTF", rung)
 	}
 	main := targets(rung, opts.Filter)
-	if opts.Ring {
+	useRing := opts.Ring || opts.Mixed && rung == hooks.TpBTF
+	if useRing {
 		if rung != hooks.TpBTF {
 			return nil, fmt.Errorf("the ring buffer transport is built for the tp_btf rung only: %w", hooks.ErrMissing)
 		}
@@ -235,7 +248,8 @@ func load(rung string, opts Options) (*Probe, error) {
 	var notes []string
 	var owners []target
 	if opts.AttributeOwner {
-		owners = ownerTargets(k, opts.Filter.UDP)
+		// The BTF rungs run tracing programs already: their owners do too.
+		owners = ownerTargets(k, opts.Filter.UDP, rung == hooks.Fentry || rung == hooks.TpBTF)
 		if len(owners) < 3 {
 			notes = append(notes, "no tracepoint to learn the owners of connected sockets on (tcp:tcp_sendmsg_locked, sock:sock_send_length, tcp:tcp_rcv_space_adjust): only listening sockets have known owners")
 		}
@@ -265,18 +279,25 @@ func load(rung string, opts Options) (*Probe, error) {
 			delete(spec.Programs, name)
 			continue
 		}
-		if rung == hooks.Fentry || strings.HasPrefix(name, "tp_btf_recv") {
+		if rung == hooks.Fentry || strings.HasPrefix(name, "tp_btf_") {
 			ps.AttachTo = fn
 		}
 	}
 	if rung == hooks.TpBTF {
 		delete(spec.Maps, tcpreceiveMapScratch)
 	}
-	if opts.Ring {
+	if useRing {
 		if opts.RingSize > 0 {
 			spec.Maps[tcpreceiveMapRing].MaxEntries = opts.RingSize
 		}
 		if err := spec.Variables[tcpreceiveVarRingWakeup].Set(uint64(spec.Maps[tcpreceiveMapRing].MaxEntries / 4)); err != nil {
+			return nil, err
+		}
+		var spill uint8
+		if opts.Mixed {
+			spill = 1
+		}
+		if err := spec.Variables[tcpreceiveVarRingSpill].Set(spill); err != nil {
 			return nil, err
 		}
 	} else {
@@ -291,11 +312,16 @@ func load(rung string, opts Options) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
-	p := &Probe{coll: coll, rung: rung, Notes: notes,
+	p := &Probe{coll: coll, rung: rung, Notes: notes, mixed: opts.Mixed && useRing,
 		events: coll.Maps[tcpreceiveMapEvents], ring: coll.Maps[tcpreceiveMapRing], lost: coll.Maps[tcpreceiveMapLost], stats: coll.Maps[tcpreceiveMapStats]}
 	// Owners first, so that packets are attributed from the first one.
 	for _, t := range owners {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: t.fn, Program: coll.Programs[t.prog]})
+		var l link.Link
+		if strings.HasPrefix(t.prog, "tp_btf_") {
+			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[t.prog], AttachType: ebpf.AttachTraceRawTp})
+		} else {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: t.fn, Program: coll.Programs[t.prog]})
+		}
 		if err != nil {
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: socket owners not tracked (%v)", t.fn, err))
 			continue
@@ -411,7 +437,15 @@ func (p *Probe) NewRecords(perCPU, watermark int) (Records, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &ringRecords{r: r}, nil
+		if !p.mixed {
+			return &ringRecords{r: r}, nil
+		}
+		pr, err := p.NewReader(perCPU, watermark)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		return &mixedRecords{ring: r, perf: pr}, nil
 	}
 	r, err := p.NewReader(perCPU, watermark)
 	if err != nil {

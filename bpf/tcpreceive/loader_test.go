@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
@@ -24,14 +23,7 @@ import (
 // TestOpenEveryRung loads each rung this kernel allows and sees one TCP
 // connection over lo through it.
 func TestOpenEveryRung(t *testing.T) {
-	testenv.RequireRoot(t)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatal(err)
-	}
-	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
-	if err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
+	k := testenv.Kernel(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, rung := range Rungs {
 		t.Run(rung, func(t *testing.T) {

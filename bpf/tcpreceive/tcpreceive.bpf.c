@@ -139,6 +139,9 @@ struct {
 // does: a wakeup per record costs more than the record (set by the loader).
 volatile const __u64 ring_wakeup = 1 << 22;
 
+// Set by the loader for the auto transport: see tp_btf_recv_ring.
+volatile const __u8 ring_spill = 0;
+
 // Packets that matched but could not be handed to user space (buffer full),
 // per interface; touched only on that failure path.
 struct {
@@ -184,6 +187,28 @@ struct {
 	__type(key, __u32);
 	__type(value, struct last_owner);
 } last_owner SEC(".maps");
+
+// owner_of's answer for the last key each CPU asked about, good while
+// owners_gen is unchanged: a flow's packets come in runs, and a copy
+// compared in place costs less than two hash lookups per packet.
+struct owner_cache {
+	__u64 gen;
+	struct owner_key k;
+	struct owner o;
+	__u32 found;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct owner_cache);
+} owner_cache SEC(".maps");
+
+// Bumped after every insert into owners, which is also where the LRU
+// evicts: nothing else changes the table.
+__u64 owners_gen = 0;
 
 // Settings, set by the loader. snaplen 0 copies no bytes (console only).
 volatile const __u32 snaplen = 262144;
@@ -272,32 +297,51 @@ static __always_inline __u32 parse(unsigned char *nh, __u32 len, __u16 proto_be,
 {
 	__u32 l3;
 	bool first = true;
+	// The network header and the first 14 bytes after it come in one read:
+	// each helper call is dear per packet, and without IP options or IPv6
+	// extension headers those bytes are the transport header. Reading past
+	// a short packet's end stays inside the skb's buffer (its shared info
+	// follows the data); those bytes are used only when len covers them.
+	__u8 th[14];
+	bool have_th = false;
 	e->len = len;
 	if (proto_be == bpf_htons(ETH_P_IP)) {
 		if (!want_v4)
 			return 0;
-		struct iphdr iph;
-		if (bpf_probe_read_kernel(&iph, sizeof(iph), nh))
+		struct {
+			struct iphdr ip;
+			__u8 th[14];
+		} __attribute__((packed)) h;
+		if (bpf_probe_read_kernel(&h, sizeof(h), nh))
 			return 0;
-		if (iph.version != 4 || iph.ihl < 5)
+		if (h.ip.version != 4 || h.ip.ihl < 5)
 			return 0;
-		l3 = iph.ihl * 4;
+		l3 = h.ip.ihl * 4;
 		e->family = 4;
-		e->proto = iph.protocol;
-		__builtin_memcpy(e->saddr, &iph.saddr, 4);
-		__builtin_memcpy(e->daddr, &iph.daddr, 4);
-		first = (bpf_ntohs(iph.frag_off) & 0x1fff) == 0;
+		e->proto = h.ip.protocol;
+		__builtin_memcpy(e->saddr, &h.ip.saddr, 4);
+		__builtin_memcpy(e->daddr, &h.ip.daddr, 4);
+		first = (bpf_ntohs(h.ip.frag_off) & 0x1fff) == 0;
+		if (l3 == sizeof(h.ip)) {
+			__builtin_memcpy(th, h.th, sizeof(th));
+			have_th = true;
+		}
 	} else if (proto_be == bpf_htons(ETH_P_IPV6)) {
 		if (!want_v6)
 			return 0;
-		struct ipv6hdr ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), nh))
+		struct {
+			struct ipv6hdr ip;
+			__u8 th[14];
+		} __attribute__((packed)) h;
+		if (bpf_probe_read_kernel(&h, sizeof(h), nh))
 			return 0;
-		l3 = sizeof(ip6);
+		l3 = sizeof(h.ip);
 		e->family = 6;
-		e->proto = ip6.nexthdr;
-		__builtin_memcpy(e->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(e->daddr, &ip6.daddr, 16);
+		e->proto = h.ip.nexthdr;
+		__builtin_memcpy(e->saddr, &h.ip.saddr, 16);
+		__builtin_memcpy(e->daddr, &h.ip.daddr, 16);
+		__builtin_memcpy(th, h.th, sizeof(th));
+		have_th = true;
 	} else {
 		return 0;
 	}
@@ -312,9 +356,8 @@ static __always_inline __u32 parse(unsigned char *nh, __u32 len, __u16 proto_be,
 	}
 	__u32 l4 = 0;
 	if (first) {
-		__u8 th[14];
 		__u32 need = e->proto == IPPROTO_TCP ? 14 : 4;
-		if (l3 + need <= len && !bpf_probe_read_kernel(th, sizeof(th), nh + l3)) {
+		if (l3 + need <= len && (have_th || !bpf_probe_read_kernel(th, sizeof(th), nh + l3))) {
 			e->sport = (th[0] << 8) | th[1];
 			e->dport = (th[2] << 8) | th[3];
 			e->flags |= EV_L4;
@@ -331,6 +374,12 @@ static __always_inline __u32 parse(unsigned char *nh, __u32 len, __u16 proto_be,
 	return l3 + l4;
 }
 
+static __always_inline bool owner_key_eq(const struct owner_key *a, const struct owner_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
+}
+
 static __always_inline void owner_of(struct event *e)
 {
 	if (!attribute_owner || !(e->flags & EV_L4))
@@ -343,17 +392,37 @@ static __always_inline void owner_of(struct event *e)
 	} else {
 		__builtin_memcpy(k.addr, e->daddr, 16);
 	}
-	struct owner *o = bpf_map_lookup_elem(&owners, &k);
-	if (!o) {
-		__builtin_memset(k.addr, 0, sizeof(k.addr));
-		o = bpf_map_lookup_elem(&owners, &k);
+	__u32 zero = 0;
+	struct owner_cache *c = bpf_map_lookup_elem(&owner_cache, &zero);
+	// Read before the lookups: an insert racing with them leaves the
+	// cache behind the counter, so the next packet looks again.
+	__u64 gen = *(volatile __u64 *)&owners_gen;
+	const struct owner *o;
+	if (c && c->gen == gen && owner_key_eq(&c->k, &k)) {
+		if (!c->found)
+			return;
+		o = &c->o;
+	} else {
+		struct owner_key ask = k;
+		o = bpf_map_lookup_elem(&owners, &ask);
+		if (!o) {
+			__builtin_memset(ask.addr, 0, sizeof(ask.addr));
+			o = bpf_map_lookup_elem(&owners, &ask);
+		}
+		if (c) {
+			c->gen = gen;
+			c->k = k;
+			c->found = o != 0;
+			if (o)
+				c->o = *o;
+		}
+		if (!o)
+			return;
 	}
-	if (o) {
-		e->pid = o->pid;
-		e->uid = o->uid;
-		__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-		e->flags |= EV_OWNER;
-	}
+	e->pid = o->pid;
+	e->uid = o->uid;
+	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+	e->flags |= EV_OWNER;
 }
 
 // cap is how many bytes from the network header to copy.
@@ -418,7 +487,11 @@ int BPF_PROG(tp_btf_recv, struct sk_buff *skb)
 }
 
 // The same rung writing into the ring buffer: bpf_skb_output has no ring
-// buffer form, so the bytes are read from the linear part of the skb.
+// buffer form, so the bytes are read from the linear part of the skb. With
+// ring_spill set (the auto transport), a packet the ring cannot carry whole
+// (more than RING_DATA_MAX bytes wanted, or bytes outside the linear part)
+// goes through bpf_skb_output instead: small packets, the many, take the
+// cheaper ring, and nothing is cut short.
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_btf_recv_ring, struct sk_buff *skb)
 {
@@ -433,6 +506,13 @@ int BPF_PROG(tp_btf_recv_ring, struct sk_buff *skb)
 	owner_of(&e);
 	__u32 cap = cap_of(&e, hdrs);
 	__u32 linear = skb->len - skb->data_len;
+	if (ring_spill && (cap > linear || cap > RING_DATA_MAX)) {
+		e.caplen = cap;
+		__u64 flags = BPF_F_CURRENT_CPU | ((__u64)cap << 32);
+		if (bpf_skb_output(skb, &events, flags, &e, sizeof(e)))
+			count_lost(&e);
+		return 0;
+	}
 	if (cap > linear)
 		cap = linear;
 	if (cap > RING_DATA_MAX)
@@ -589,16 +669,19 @@ int BPF_KPROBE(kprobe_udp_v6, struct sk_buff *skb)
 }
 
 // ---- socket owners (every rung) -----------------------------------------------
-// Raw tracepoints that fire in the owning task: listen() (inet_sock_set_state
+// Tracepoints that fire in the owning task: listen() (inet_sock_set_state
 // to LISTEN) and sends and receives (sock_send_length / sock_recv_length for
-// every protocol, or TCP's own tracepoints where UDP is not captured).
+// every protocol, or TCP's own tracepoints where UDP is not captured). They
+// run on every send and receive, so on the BTF rungs (tp_btf programs, the
+// socket a BTF-typed pointer) the fields are plain loads; raw tracepoints
+// must read each one with a helper call.
 
-static __always_inline void remember(struct sock *sk)
+static __always_inline void remember(struct sock *sk, const bool direct)
 {
 	if (!attribute_owner || !sk)
 		return;
 	struct owner_key k = {};
-	k.port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	k.port = direct ? sk->__sk_common.skc_num : BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (!k.port)
 		return;
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -606,20 +689,30 @@ static __always_inline void remember(struct sock *sk)
 	struct last_owner *last = bpf_map_lookup_elem(&last_owner, &zero);
 	if (last && last->sk == (__u64)sk && last->pid == pid && last->port == k.port)
 		return;
-	k.proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+	// sk_protocol is a full u16 since 5.6, older than any BTF rung here.
+	k.proto = direct ? sk->sk_protocol : BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
 		return;
-	k.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family;
+	if (direct) {
+		k.netns = sk->__sk_common.skc_net.net->ns.inum;
+		family = sk->__sk_common.skc_family;
+	} else {
+		k.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	}
 	if (family == 2 /* AF_INET */) {
-		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 a = direct ? sk->__sk_common.skc_rcv_saddr : BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
 		if (a) {
 			k.addr[10] = 0xff;
 			k.addr[11] = 0xff;
 			__builtin_memcpy(&k.addr[12], &a, 4);
 		}
 	} else if (family == 10 /* AF_INET6 */) {
-		BPF_CORE_READ_INTO(&k.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		if (direct)
+			__builtin_memcpy(k.addr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		else
+			BPF_CORE_READ_INTO(&k.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 	} else {
 		return;
 	}
@@ -631,6 +724,7 @@ static __always_inline void remember(struct sock *sk)
 			stat_inc(STAT_OWNER_ERR);
 			return;
 		}
+		__sync_fetch_and_add(&owners_gen, 1);
 	}
 	if (last) {
 		last->sk = (__u64)sk;
@@ -639,25 +733,61 @@ static __always_inline void remember(struct sock *sk)
 	}
 }
 
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (newstate == TCP_LISTEN)
+		remember(sk, true);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_btf_sock_recv_length, struct sock *sk)
+{
+	remember(sk, true);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_btf_sock_send_length, struct sock *sk)
+{
+	remember(sk, true);
+	return 0;
+}
+
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(tp_btf_tcp_sendmsg_locked, struct sock *sk)
+{
+	remember(sk, true);
+	return 0;
+}
+
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(tp_btf_tcp_rcv_space_adjust, struct sock *sk)
+{
+	remember(sk, true);
+	return 0;
+}
+
 SEC("raw_tracepoint/inet_sock_set_state")
 int raw_tp_inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
 	if ((int)ctx->args[2] == TCP_LISTEN)
-		remember((struct sock *)ctx->args[0]);
+		remember((struct sock *)ctx->args[0], false);
 	return 0;
 }
 
 SEC("raw_tracepoint/sock_recv_length")
 int raw_tp_sock_recv_length(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember((struct sock *)ctx->args[0]);
+	remember((struct sock *)ctx->args[0], false);
 	return 0;
 }
 
 SEC("raw_tracepoint/sock_send_length")
 int raw_tp_sock_send_length(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember((struct sock *)ctx->args[0]);
+	remember((struct sock *)ctx->args[0], false);
 	return 0;
 }
 
@@ -665,13 +795,13 @@ int raw_tp_sock_send_length(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/tcp_sendmsg_locked")
 int raw_tp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember((struct sock *)ctx->args[0]);
+	remember((struct sock *)ctx->args[0], false);
 	return 0;
 }
 
 SEC("raw_tracepoint/tcp_rcv_space_adjust")
 int raw_tp_tcp_rcv_space_adjust(struct bpf_raw_tracepoint_args *ctx)
 {
-	remember((struct sock *)ctx->args[0]);
+	remember((struct sock *)ctx->args[0], false);
 	return 0;
 }

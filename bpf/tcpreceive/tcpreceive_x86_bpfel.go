@@ -66,6 +66,15 @@ type tcpreceiveOwner struct {
 	Comm [16]int8
 }
 
+type tcpreceiveOwnerCache struct {
+	_     structs.HostLayout
+	Gen   uint64
+	K     tcpreceiveOwnerKey
+	O     tcpreceiveOwner
+	Found uint32
+	Pad   uint32
+}
+
 type tcpreceiveOwnerKey struct {
 	_     structs.HostLayout
 	Netns uint32
@@ -95,6 +104,7 @@ const (
 	tcpreceiveMapEvents                  = "events"
 	tcpreceiveMapLastOwner               = "last_owner"
 	tcpreceiveMapLost                    = "lost"
+	tcpreceiveMapOwnerCache              = "owner_cache"
 	tcpreceiveMapOwners                  = "owners"
 	tcpreceiveMapRing                    = "ring"
 	tcpreceiveMapScratch                 = "scratch"
@@ -112,8 +122,13 @@ const (
 	tcpreceiveProgRawTpSockSendLength    = "raw_tp_sock_send_length"
 	tcpreceiveProgRawTpTcpRcvSpaceAdjust = "raw_tp_tcp_rcv_space_adjust"
 	tcpreceiveProgRawTpTcpSendmsgLocked  = "raw_tp_tcp_sendmsg_locked"
+	tcpreceiveProgTpBtfInetSockSetState  = "tp_btf_inet_sock_set_state"
 	tcpreceiveProgTpBtfRecv              = "tp_btf_recv"
 	tcpreceiveProgTpBtfRecvRing          = "tp_btf_recv_ring"
+	tcpreceiveProgTpBtfSockRecvLength    = "tp_btf_sock_recv_length"
+	tcpreceiveProgTpBtfSockSendLength    = "tp_btf_sock_send_length"
+	tcpreceiveProgTpBtfTcpRcvSpaceAdjust = "tp_btf_tcp_rcv_space_adjust"
+	tcpreceiveProgTpBtfTcpSendmsgLocked  = "tp_btf_tcp_sendmsg_locked"
 	tcpreceiveVarAttributeOwner          = "attribute_owner"
 	tcpreceiveVarHeadersOnly             = "headers_only"
 	tcpreceiveVarHosts                   = "hosts"
@@ -121,7 +136,9 @@ const (
 	tcpreceiveVarIfNetns                 = "if_netns"
 	tcpreceiveVarN_hosts                 = "n_hosts"
 	tcpreceiveVarN_ports                 = "n_ports"
+	tcpreceiveVarOwnersGen               = "owners_gen"
 	tcpreceiveVarPorts                   = "ports"
+	tcpreceiveVarRingSpill               = "ring_spill"
 	tcpreceiveVarRingWakeup              = "ring_wakeup"
 	tcpreceiveVarSnaplen                 = "snaplen"
 	tcpreceiveVarWantTcp                 = "want_tcp"
@@ -185,21 +202,27 @@ type tcpreceiveProgramSpecs struct {
 	RawTpSockSendLength    *ebpf.ProgramSpec `ebpf:"raw_tp_sock_send_length"`
 	RawTpTcpRcvSpaceAdjust *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_rcv_space_adjust"`
 	RawTpTcpSendmsgLocked  *ebpf.ProgramSpec `ebpf:"raw_tp_tcp_sendmsg_locked"`
+	TpBtfInetSockSetState  *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
 	TpBtfRecv              *ebpf.ProgramSpec `ebpf:"tp_btf_recv"`
 	TpBtfRecvRing          *ebpf.ProgramSpec `ebpf:"tp_btf_recv_ring"`
+	TpBtfSockRecvLength    *ebpf.ProgramSpec `ebpf:"tp_btf_sock_recv_length"`
+	TpBtfSockSendLength    *ebpf.ProgramSpec `ebpf:"tp_btf_sock_send_length"`
+	TpBtfTcpRcvSpaceAdjust *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_rcv_space_adjust"`
+	TpBtfTcpSendmsgLocked  *ebpf.ProgramSpec `ebpf:"tp_btf_tcp_sendmsg_locked"`
 }
 
 // tcpreceiveMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpreceiveMapSpecs struct {
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	LastOwner *ebpf.MapSpec `ebpf:"last_owner"`
-	Lost      *ebpf.MapSpec `ebpf:"lost"`
-	Owners    *ebpf.MapSpec `ebpf:"owners"`
-	Ring      *ebpf.MapSpec `ebpf:"ring"`
-	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	LastOwner  *ebpf.MapSpec `ebpf:"last_owner"`
+	Lost       *ebpf.MapSpec `ebpf:"lost"`
+	OwnerCache *ebpf.MapSpec `ebpf:"owner_cache"`
+	Owners     *ebpf.MapSpec `ebpf:"owners"`
+	Ring       *ebpf.MapSpec `ebpf:"ring"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // tcpreceiveVariableSpecs contains global variables before they are loaded into the kernel.
@@ -213,7 +236,9 @@ type tcpreceiveVariableSpecs struct {
 	IfNetns        *ebpf.VariableSpec `ebpf:"if_netns"`
 	N_hosts        *ebpf.VariableSpec `ebpf:"n_hosts"`
 	N_ports        *ebpf.VariableSpec `ebpf:"n_ports"`
+	OwnersGen      *ebpf.VariableSpec `ebpf:"owners_gen"`
 	Ports          *ebpf.VariableSpec `ebpf:"ports"`
+	RingSpill      *ebpf.VariableSpec `ebpf:"ring_spill"`
 	RingWakeup     *ebpf.VariableSpec `ebpf:"ring_wakeup"`
 	Snaplen        *ebpf.VariableSpec `ebpf:"snaplen"`
 	WantTcp        *ebpf.VariableSpec `ebpf:"want_tcp"`
@@ -242,13 +267,14 @@ func (o *tcpreceiveObjects) Close() error {
 //
 // It can be passed to loadTcpreceiveObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpreceiveMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	LastOwner *ebpf.Map `ebpf:"last_owner"`
-	Lost      *ebpf.Map `ebpf:"lost"`
-	Owners    *ebpf.Map `ebpf:"owners"`
-	Ring      *ebpf.Map `ebpf:"ring"`
-	Scratch   *ebpf.Map `ebpf:"scratch"`
-	Stats     *ebpf.Map `ebpf:"stats"`
+	Events     *ebpf.Map `ebpf:"events"`
+	LastOwner  *ebpf.Map `ebpf:"last_owner"`
+	Lost       *ebpf.Map `ebpf:"lost"`
+	OwnerCache *ebpf.Map `ebpf:"owner_cache"`
+	Owners     *ebpf.Map `ebpf:"owners"`
+	Ring       *ebpf.Map `ebpf:"ring"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
+	Stats      *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *tcpreceiveMaps) Close() error {
@@ -256,6 +282,7 @@ func (m *tcpreceiveMaps) Close() error {
 		m.Events,
 		m.LastOwner,
 		m.Lost,
+		m.OwnerCache,
 		m.Owners,
 		m.Ring,
 		m.Scratch,
@@ -274,7 +301,9 @@ type tcpreceiveVariables struct {
 	IfNetns        *ebpf.Variable `ebpf:"if_netns"`
 	N_hosts        *ebpf.Variable `ebpf:"n_hosts"`
 	N_ports        *ebpf.Variable `ebpf:"n_ports"`
+	OwnersGen      *ebpf.Variable `ebpf:"owners_gen"`
 	Ports          *ebpf.Variable `ebpf:"ports"`
+	RingSpill      *ebpf.Variable `ebpf:"ring_spill"`
 	RingWakeup     *ebpf.Variable `ebpf:"ring_wakeup"`
 	Snaplen        *ebpf.Variable `ebpf:"snaplen"`
 	WantTcp        *ebpf.Variable `ebpf:"want_tcp"`
@@ -300,8 +329,13 @@ type tcpreceivePrograms struct {
 	RawTpSockSendLength    *ebpf.Program `ebpf:"raw_tp_sock_send_length"`
 	RawTpTcpRcvSpaceAdjust *ebpf.Program `ebpf:"raw_tp_tcp_rcv_space_adjust"`
 	RawTpTcpSendmsgLocked  *ebpf.Program `ebpf:"raw_tp_tcp_sendmsg_locked"`
+	TpBtfInetSockSetState  *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
 	TpBtfRecv              *ebpf.Program `ebpf:"tp_btf_recv"`
 	TpBtfRecvRing          *ebpf.Program `ebpf:"tp_btf_recv_ring"`
+	TpBtfSockRecvLength    *ebpf.Program `ebpf:"tp_btf_sock_recv_length"`
+	TpBtfSockSendLength    *ebpf.Program `ebpf:"tp_btf_sock_send_length"`
+	TpBtfTcpRcvSpaceAdjust *ebpf.Program `ebpf:"tp_btf_tcp_rcv_space_adjust"`
+	TpBtfTcpSendmsgLocked  *ebpf.Program `ebpf:"tp_btf_tcp_sendmsg_locked"`
 }
 
 func (p *tcpreceivePrograms) Close() error {
@@ -319,8 +353,13 @@ func (p *tcpreceivePrograms) Close() error {
 		p.RawTpSockSendLength,
 		p.RawTpTcpRcvSpaceAdjust,
 		p.RawTpTcpSendmsgLocked,
+		p.TpBtfInetSockSetState,
 		p.TpBtfRecv,
 		p.TpBtfRecvRing,
+		p.TpBtfSockRecvLength,
+		p.TpBtfSockSendLength,
+		p.TpBtfTcpRcvSpaceAdjust,
+		p.TpBtfTcpSendmsgLocked,
 	)
 }
 

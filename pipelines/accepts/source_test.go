@@ -23,7 +23,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	bpfaccepts "github.com/sockeye/sockeye/bpf/accepts"
@@ -270,16 +269,7 @@ func (c *collector) close(t *testing.T) {
 }
 
 func kernel(t *testing.T) *hooks.Kernel {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatal(err)
-	}
-	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
-	if err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	return k
+	return testenv.Kernel(t)
 }
 
 func testLogger() *slog.Logger {

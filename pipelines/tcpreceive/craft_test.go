@@ -35,6 +35,10 @@ func segments() []segment {
 		{name: "URG-ACK", flags: pipelines.TCPUrg | pipelines.TCPAck, urgent: 3, payload: "urgent"},
 		{name: "ECE-CWR-SYN", flags: pipelines.TCPEce | pipelines.TCPCwr | pipelines.TCPSyn},
 		{name: "AE-ACK", flags: pipelines.TCPAe | pipelines.TCPAck},
+		// More than the ring buffer record holds: the auto transport
+		// sends it through the perf buffers, between ring-borne ones.
+		{name: "PSH-ACK-large", flags: pipelines.TCPPsh | pipelines.TCPAck, payload: strings.Repeat("L", 1200)},
+		{name: "ACK-after", flags: pipelines.TCPAck},
 	}
 }
 

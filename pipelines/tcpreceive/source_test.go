@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/rlimit"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -37,16 +36,7 @@ import (
 )
 
 func kernel(t *testing.T) *hooks.Kernel {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatal(err)
-	}
-	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
-	if err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	return k
+	return testenv.Kernel(t)
 }
 
 func testLogger() *slog.Logger {

@@ -18,7 +18,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockeye/sockeye/bpf/hooks"
@@ -108,16 +107,7 @@ func child(target string) error {
 }
 
 func kernel(t *testing.T) *hooks.Kernel {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatal(err)
-	}
-	k, err := hooks.LoadKernel(os.Getenv("SOCKEYE_TEST_BTF"))
-	if err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	return k
+	return testenv.Kernel(t)
 }
 
 func testLogger(t *testing.T) *slog.Logger {
