@@ -27,9 +27,15 @@ type Stats struct {
 	LastErrno uint64
 }
 
-// Read calls fn for every key with its totals and returns how many keys the
-// map holds. The per-CPU values slice is reused across keys.
-func (p *Probe) Read(fn func(Key, Counts)) (int, error) {
+// Read calls fn for every key with its totals, summed over CPUs, and the
+// part of them still in the per-CPU fronts (counts a CPU has not yet moved
+// into the map, see traffic.bpf.c), and returns how many keys the map
+// holds. The map is read before the fronts: a CPU moving a front's counts
+// into the map in between can hide them from this read (they show in the
+// next), but no count is ever seen twice.
+func (p *Probe) Read(fn func(k Key, total, front Counts)) (int, error) {
+	type sums struct{ total, front Counts }
+	all := map[Key]*sums{}
 	var (
 		k    Key
 		vals []trafficTrafficValue
@@ -37,20 +43,43 @@ func (p *Probe) Read(fn func(Key, Counts)) (int, error) {
 	)
 	it := p.counters.Iterate()
 	for it.Next(&k, &vals) {
-		var c Counts
+		s := &sums{}
 		for _, v := range vals {
-			c.TxPackets += v.TxPackets
-			c.TxBytes += v.TxBytes
-			c.RxPackets += v.RxPackets
-			c.RxBytes += v.RxBytes
+			s.total.add(v)
 		}
-		fn(k, c)
+		all[k] = s
 		n++
 	}
 	if err := it.Err(); err != nil {
 		return n, fmt.Errorf("read traffic map: %w", err)
 	}
+	var fronts []trafficFront
+	if err := p.fronts.Lookup(uint32(0), &fronts); err != nil {
+		return n, fmt.Errorf("read traffic fronts: %w", err)
+	}
+	for _, f := range fronts {
+		if f.Used == 0 {
+			continue
+		}
+		s := all[f.Key]
+		if s == nil {
+			s = &sums{}
+			all[f.Key] = s
+		}
+		s.total.add(f.V)
+		s.front.add(f.V)
+	}
+	for k, s := range all {
+		fn(k, s.total, s.front)
+	}
 	return n, nil
+}
+
+func (c *Counts) add(v trafficTrafficValue) {
+	c.TxPackets += v.TxPackets
+	c.TxBytes += v.TxBytes
+	c.RxPackets += v.RxPackets
+	c.RxBytes += v.RxBytes
 }
 
 // Delete removes keys, e.g. those of processes that have exited. A key

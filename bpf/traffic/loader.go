@@ -41,6 +41,7 @@ type Probe struct {
 	Notes []string
 
 	counters   *ebpf.Map
+	fronts     *ebpf.Map
 	stats      *ebpf.Map
 	maxEntries uint32
 	ownerKey   string
@@ -298,6 +299,7 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 		rung:       rung,
 		Notes:      p.notes,
 		counters:   coll.Maps[trafficMapTraffic],
+		fronts:     coll.Maps[trafficMapFronts],
 		stats:      coll.Maps[trafficMapStats],
 		maxEntries: coll.Maps[trafficMapTraffic].MaxEntries(),
 		ownerKey:   key,

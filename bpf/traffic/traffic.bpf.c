@@ -83,6 +83,26 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+// front holds, per CPU, the counts of the last key that CPU counted and
+// not yet added to traffic. Packets come in runs of one key (a process
+// sending, its receives on lo): a run costs a compare, not a hash lookup
+// each. A key enters front only once it has its entry in traffic, so a full
+// map is seen at once; its counts move into that entry when the CPU counts
+// another key. The agent reads front with traffic and adds the two (see
+// Probe.Read).
+struct front {
+	struct traffic_key key;
+	struct traffic_value v;
+	__u64 used;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct front);
+} fronts SEC(".maps");
+
 // Set by the loader: 1 attributes packets to the socket's owner where the
 // packet has a socket we have seen, 0 to the task running (the seed's way).
 volatile const __u32 attribute_socket = 1;
@@ -94,11 +114,11 @@ volatile const __u32 attribute_socket = 1;
 // code, so the same programs load on older kernels.
 volatile const __u32 owner_cookie = 0;
 
-static __always_inline void stat_inc(__u32 idx)
+static __always_inline void stat_add(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 	if (v)
-		*v += 1;
+		*v += n;
 }
 
 // owner_key is a socket's key in owners. A cookie is 0 until something asks
@@ -143,6 +163,52 @@ static __always_inline void remember_owner(struct sock *sk, const bool direct, c
 	n.uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(n.comm, sizeof(n.comm));
 	bpf_map_update_elem(&owners, &k, &n, BPF_ANY);
+}
+
+static __always_inline bool key_eq(const struct traffic_key *a, const struct traffic_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+#pragma unroll
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		if (x[i] != y[i])
+			return false;
+	return true;
+}
+
+// Per-CPU values: no other CPU writes this slot, so plain adds suffice.
+static __always_inline void add(struct traffic_value *v, bool tx, __u64 len)
+{
+	if (tx) {
+		v->tx_packets++;
+		v->tx_bytes += len;
+	} else {
+		v->rx_packets++;
+		v->rx_bytes += len;
+	}
+}
+
+// entry is key's counters in traffic, inserted when missing; NULL when the
+// map has no room, counted as the packets packets lost.
+static __always_inline struct traffic_value *entry(struct traffic_key *key, __u64 packets)
+{
+	struct traffic_value *v = bpf_map_lookup_elem(&traffic, key);
+	if (v)
+		return v;
+	struct traffic_value zero = {};
+	// int, not long: older kernels return the helper's int result
+	// zero-extended, so a 64-bit compare with -E2BIG would miss.
+	int err = bpf_map_update_elem(&traffic, key, &zero, BPF_NOEXIST);
+	if (err && err != -EEXIST) {
+		// A preallocated map out of free elements says E2BIG on
+		// recent kernels, ENOMEM on some older ones: both mean full.
+		stat_add(err == -E2BIG || err == -ENOMEM ? STAT_MAP_FULL : STAT_UPDATE_ERR, packets);
+		__u32 idx = STAT_LAST_ERR;
+		__u64 *last = bpf_map_lookup_elem(&stats, &idx);
+		if (last)
+			*last = (__u32)-err;
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&traffic, key);
 }
 
 // count is inlined into every rung. With direct set (fentry, tp_btf) the
@@ -220,34 +286,33 @@ static __always_inline void count(struct sk_buff *skb, bool tx, const bool direc
 		}
 	}
 
-	struct traffic_value *v = bpf_map_lookup_elem(&traffic, &key);
-	if (!v) {
-		struct traffic_value zero = {};
-		// int, not long: older kernels return the helper's int result
-		// zero-extended, so a 64-bit compare with -E2BIG would miss.
-		int err = bpf_map_update_elem(&traffic, &key, &zero, BPF_NOEXIST);
-		if (err && err != -EEXIST) {
-			// A preallocated map out of free elements says E2BIG on
-			// recent kernels, ENOMEM on some older ones: both mean full.
-			stat_inc(err == -E2BIG || err == -ENOMEM ? STAT_MAP_FULL : STAT_UPDATE_ERR);
-			__u32 idx = STAT_LAST_ERR;
-			__u64 *last = bpf_map_lookup_elem(&stats, &idx);
-			if (last)
-				*last = (__u32)-err;
-			return;
+	__u32 zero = 0;
+	struct front *f = bpf_map_lookup_elem(&fronts, &zero);
+	if (!f)
+		return;
+	if (f->used && key_eq(&f->key, &key)) {
+		add(&f->v, tx, len);
+		return;
+	}
+	// Another key: make sure it has its entry, then move the counts of
+	// the old one into its entry, which the agent may have removed
+	// meanwhile (an exited process): insert it again, as any late packet
+	// of an exited process does.
+	if (!entry(&key, 1))
+		return;
+	if (f->used) {
+		struct traffic_value *old = entry(&f->key, f->v.tx_packets + f->v.rx_packets);
+		if (old) {
+			old->tx_packets += f->v.tx_packets;
+			old->tx_bytes += f->v.tx_bytes;
+			old->rx_packets += f->v.rx_packets;
+			old->rx_bytes += f->v.rx_bytes;
 		}
-		v = bpf_map_lookup_elem(&traffic, &key);
-		if (!v)
-			return;
 	}
-	// Per-CPU values: no other CPU writes this slot, so plain adds suffice.
-	if (tx) {
-		v->tx_packets++;
-		v->tx_bytes += len;
-	} else {
-		v->rx_packets++;
-		v->rx_bytes += len;
-	}
+	f->key = key;
+	__builtin_memset(&f->v, 0, sizeof(f->v));
+	f->used = 1;
+	add(&f->v, tx, len);
 }
 
 // ---- rung: fentry ----------------------------------------------------------

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type trafficFront struct {
+	_    structs.HostLayout
+	Key  trafficTrafficKey
+	V    trafficTrafficValue
+	Used uint64
+}
+
 type trafficOwner struct {
 	_    structs.HostLayout
 	Pid  uint32
@@ -42,6 +49,7 @@ type trafficTrafficValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	trafficMapFronts                  = "fronts"
 	trafficMapOwners                  = "owners"
 	trafficMapStats                   = "stats"
 	trafficMapTraffic                 = "traffic"
@@ -141,6 +149,7 @@ type trafficProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type trafficMapSpecs struct {
+	Fronts  *ebpf.MapSpec `ebpf:"fronts"`
 	Owners  *ebpf.MapSpec `ebpf:"owners"`
 	Stats   *ebpf.MapSpec `ebpf:"stats"`
 	Traffic *ebpf.MapSpec `ebpf:"traffic"`
@@ -174,6 +183,7 @@ func (o *trafficObjects) Close() error {
 //
 // It can be passed to loadTrafficObjects or ebpf.CollectionSpec.LoadAndAssign.
 type trafficMaps struct {
+	Fronts  *ebpf.Map `ebpf:"fronts"`
 	Owners  *ebpf.Map `ebpf:"owners"`
 	Stats   *ebpf.Map `ebpf:"stats"`
 	Traffic *ebpf.Map `ebpf:"traffic"`
@@ -181,6 +191,7 @@ type trafficMaps struct {
 
 func (m *trafficMaps) Close() error {
 	return _TrafficClose(
+		m.Fronts,
 		m.Owners,
 		m.Stats,
 		m.Traffic,

@@ -26,9 +26,11 @@ type Source struct {
 	log    *slog.Logger
 
 	probe *bpftraffic.Probe
+	// counters is probe's maps (a fake in tests), nil when not started.
+	counters counterMaps
 	// prev holds each key's totals at the previous collection, to turn the
 	// kernel's running totals into per-interval deltas.
-	prev      map[bpftraffic.Key]bpftraffic.Counts
+	prev      map[bpftraffic.Key]baseline
 	lastStats bpftraffic.Stats
 	last      time.Time
 	// alive tells whether a process still exists; replaced in tests.
@@ -42,7 +44,7 @@ func New(name string, cfg config.TrafficSource, kernel *hooks.Kernel, log *slog.
 		cfg:    cfg,
 		kernel: kernel,
 		log:    log.With("source", name),
-		prev:   map[bpftraffic.Key]bpftraffic.Counts{},
+		prev:   map[bpftraffic.Key]baseline{},
 		alive:  processAlive,
 	}
 }
@@ -77,7 +79,7 @@ func (s *Source) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.probe = p
+	s.probe, s.counters = p, p
 	s.last = time.Now()
 	return nil
 }
@@ -87,14 +89,14 @@ func (s *Source) Close() error {
 		return nil
 	}
 	err := s.probe.Close()
-	s.probe = nil
+	s.probe, s.counters = nil, nil
 	return err
 }
 
 // Collect reads the kernel's totals, returns what changed since the last
 // call, and removes the keys of processes that have exited.
 func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
-	if s.probe == nil {
+	if s.counters == nil {
 		return nil, errors.New("traffic: not started")
 	}
 	now := time.Now()
@@ -105,21 +107,26 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 	seen := make(map[bpftraffic.Key]bool, len(s.prev))
 	var gone []bpftraffic.Key
 	liveness := map[uint32]bool{}
-	entries, err := s.probe.Read(func(k bpftraffic.Key, c bpftraffic.Counts) {
+	entries, err := s.counters.Read(func(k bpftraffic.Key, c, front bpftraffic.Counts) {
 		seen[k] = true
-		d := delta(c, s.prev[k])
+		p, had := s.prev[k]
+		d := delta(c, p.c)
 		alive, ok := liveness[k.Pid]
 		if !ok {
 			alive = k.Pid == 0 || s.alive(k.Pid)
 			liveness[k.Pid] = alive
 		}
 		if alive {
-			s.prev[k] = c
+			s.prev[k] = baseline{c: highest(p.c, c)}
 		} else {
+			// The key leaves the map; what a CPU still holds in its front
+			// comes back into it when moved, already counted here.
 			gone = append(gone, k)
-			delete(s.prev, k)
+			s.prev[k] = baseline{c: front, gone: true}
 		}
-		if d == (bpftraffic.Counts{}) && alive {
+		// A row for what is new, and one final row for a process that
+		// has exited; a key already reported gone only when it grows.
+		if d == (bpftraffic.Counts{}) && (alive || had && p.gone) {
 			return
 		}
 		e := Entry{
@@ -150,17 +157,17 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 			delete(s.prev, k)
 		}
 	}
-	if err := s.probe.Delete(gone); err != nil {
+	if err := s.counters.Delete(gone); err != nil {
 		s.log.Warn("removing keys of exited processes", "error", err)
 	}
 
-	st, err := s.probe.Stats()
+	st, err := s.counters.Stats()
 	if err != nil {
 		return nil, err
 	}
 	if st.MapFull > s.lastStats.MapFull {
 		s.log.Warn("traffic map full: packets were not counted; raise max_entries",
-			"uncounted", st.MapFull-s.lastStats.MapFull, "max_entries", s.probe.MaxEntries(), "errno", unix.Errno(st.LastErrno).Error())
+			"uncounted", st.MapFull-s.lastStats.MapFull, "max_entries", s.counters.MaxEntries(), "errno", unix.Errno(st.LastErrno).Error())
 	}
 	if st.UpdateErrors > s.lastStats.UpdateErrors {
 		s.log.Warn("traffic map insert failed: packets were not counted", "uncounted", st.UpdateErrors-s.lastStats.UpdateErrors,
@@ -172,7 +179,7 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 		{Name: "sockeye.agent.map.entries", Unit: "{entry}", Description: "Keys held in a kernel map.", Kind: pipelines.SelfGauge,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(entries)},
 		{Name: "sockeye.agent.map.capacity", Unit: "{entry}", Description: "Keys a kernel map can hold.", Kind: pipelines.SelfGauge,
-			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(s.probe.MaxEntries())},
+			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(s.counters.MaxEntries())},
 		{Name: "sockeye.agent.map.full", Unit: "{packet}", Description: "Packets not counted because a kernel map had no room for a new key.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(st.MapFull)},
 		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
@@ -181,17 +188,46 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 	return b, nil
 }
 
-// delta is cur-prev, or cur when the key was removed and recreated meanwhile.
+// counterMaps is what Collect needs of the kernel's maps.
+type counterMaps interface {
+	Read(fn func(k bpftraffic.Key, total, front bpftraffic.Counts)) (int, error)
+	Delete(keys []bpftraffic.Key) error
+	Stats() (bpftraffic.Stats, error)
+	MaxEntries() uint32
+}
+
+// baseline is what a key's totals were at the last collection. gone: the
+// key was reported as its process's last and removed from the map.
+type baseline struct {
+	c    bpftraffic.Counts
+	gone bool
+}
+
+// delta is cur-prev field by field, 0 where cur is lower: a read can miss
+// counts a CPU was moving from its front into the map (they come in the
+// next), so totals may step back for one read and never count twice.
 func delta(cur, prev bpftraffic.Counts) bpftraffic.Counts {
-	if cur.TxPackets < prev.TxPackets || cur.RxPackets < prev.RxPackets ||
-		cur.TxBytes < prev.TxBytes || cur.RxBytes < prev.RxBytes {
-		return cur
+	sub := func(a, b uint64) uint64 {
+		if a < b {
+			return 0
+		}
+		return a - b
 	}
 	return bpftraffic.Counts{
-		TxPackets: cur.TxPackets - prev.TxPackets,
-		RxPackets: cur.RxPackets - prev.RxPackets,
-		TxBytes:   cur.TxBytes - prev.TxBytes,
-		RxBytes:   cur.RxBytes - prev.RxBytes,
+		TxPackets: sub(cur.TxPackets, prev.TxPackets),
+		RxPackets: sub(cur.RxPackets, prev.RxPackets),
+		TxBytes:   sub(cur.TxBytes, prev.TxBytes),
+		RxBytes:   sub(cur.RxBytes, prev.RxBytes),
+	}
+}
+
+// highest is the field-by-field maximum: the totals reported so far.
+func highest(a, b bpftraffic.Counts) bpftraffic.Counts {
+	return bpftraffic.Counts{
+		TxPackets: max(a.TxPackets, b.TxPackets),
+		RxPackets: max(a.RxPackets, b.RxPackets),
+		TxBytes:   max(a.TxBytes, b.TxBytes),
+		RxBytes:   max(a.RxBytes, b.RxBytes),
 	}
 }
 
