@@ -25,9 +25,11 @@ type mixedRecords struct {
 	prec perf.Record
 
 	deadline time.Time
-	// onPerf: the current pass has emptied the ring and reads the perf
-	// buffers. got: the current pass returned a record.
+	// onPerf: the current pass has emptied the ring (or taken mixedBurst
+	// records from it) and reads the perf buffers. got: the current pass
+	// returned a record. burst: ring records taken in this pass.
 	onPerf, got bool
+	burst       int
 	// Each reader has reported the end of a drain started by Flush.
 	ringDone, perfDone bool
 	// Records returned from each buffer.
@@ -40,16 +42,25 @@ type mixedRecords struct {
 // losses are counted.
 const mixedWait = 20 * time.Millisecond
 
+// mixedBurst bounds the ring records taken in one pass: the ring reader
+// follows the producer record by record, so under a flood it might never
+// report empty, and the perf buffers would wait and overflow. A pass over
+// the perf buffers ends by itself: it reads up to the heads it saw.
+const mixedBurst = 1024
+
 // gone is a deadline already past: read what is there without waiting.
 var gone = time.Unix(0, 1)
 
 func (m *mixedRecords) Next() ([]byte, uint64, error) {
 	for {
 		if !m.onPerf {
-			if raw, ok, err := m.fromRingBy(gone); ok || err != nil {
-				return raw, 0, err
+			if m.burst < mixedBurst {
+				if raw, ok, err := m.fromRingBy(gone); ok || err != nil {
+					m.burst++
+					return raw, 0, err
+				}
 			}
-			m.onPerf = true
+			m.onPerf, m.burst = true, 0
 		}
 		if raw, lost, ok, err := m.fromPerfBy(gone); ok || err != nil {
 			return raw, lost, err

@@ -188,7 +188,7 @@ static __always_inline void add(struct traffic_value *v, bool tx, __u64 len)
 }
 
 // entry is key's counters in traffic, inserted when missing; NULL when the
-// map has no room, counted as the packets packets lost.
+// map has no room, counting the packets this loses.
 static __always_inline struct traffic_value *entry(struct traffic_key *key, __u64 packets)
 {
 	struct traffic_value *v = bpf_map_lookup_elem(&traffic, key);
