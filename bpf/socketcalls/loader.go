@@ -11,6 +11,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -668,12 +670,28 @@ func (p *Probe) Rung() string { return p.rung }
 // Reader opens a reader of the ring buffer of finished spans.
 func (p *Probe) Reader() (*ringbuf.Reader, error) { return ringbuf.NewReader(p.events) }
 
-// Close detaches every program and frees the maps.
+// closers bounds the goroutines that detach links at Close.
+const closers = 16
+
+// Close detaches every program and frees the maps. The links are closed
+// from several goroutines: detaching a kprobe waits for an RCU grace
+// period, and waits that overlap share one, so a rung of one kprobe per
+// function (kernels without kprobe.multi) stops in a fraction of the time
+// (under emulation a serial close of 190 kprobes took over 15 s).
 func (p *Probe) Close() error {
-	var errs []error
-	for _, l := range p.links {
-		errs = append(errs, l.Close())
+	errs := make([]error, len(p.links))
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(closers, len(p.links)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(p.links); i = int(next.Add(1) - 1) {
+				errs[i] = p.links[i].Close()
+			}
+		})
 	}
+	wg.Wait()
 	p.links = nil
 	for _, c := range p.extra {
 		c.Close()

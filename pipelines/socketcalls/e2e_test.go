@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sockeye/sockeye/bpf/hooks"
+	bpfsc "github.com/sockeye/sockeye/bpf/socketcalls"
 	"github.com/sockeye/sockeye/internal/testenv"
 	"github.com/sockeye/sockeye/internal/testpeer/agentbin"
 	"github.com/sockeye/sockeye/internal/testpeer/jaeger"
@@ -109,14 +112,47 @@ func runClient(t *testing.T, comm string) int {
 	return cmd.Process.Pid
 }
 
+// prebuilt tells whether the agent and Jaeger were built beforehand: the
+// kernel matrix runs this test that way in its guests (under -short, with
+// no Go toolchain), so Jaeger shows the spans of every rung.
+func prebuilt() bool {
+	return os.Getenv(agentbin.BinEnv) != "" && os.Getenv(jaeger.BinEnv) != ""
+}
+
+// btfArgs passes the matrix's external BTF file (its no-BTF guest) on.
+func btfArgs() []string {
+	if f := os.Getenv("SOCKEYE_TEST_BTF"); f != "" {
+		return []string{"--btf", f}
+	}
+	return nil
+}
+
+var startedRung = regexp.MustCompile(`msg="pipeline started" .*source=socket_calls rung=(\S+)`)
+
+// rungOf is the rung the agent says it picked.
+func rungOf(t *testing.T, a *agentbin.Agent) string {
+	t.Helper()
+	m := startedRung.FindStringSubmatch(a.Stderr())
+	if m == nil {
+		t.Fatalf("no rung in the agent's start log:\n%s", a.Stderr())
+	}
+	return m[1]
+}
+
+// refusals are the agent's words for a rung this kernel does not offer (as
+// opposed to one that broke): fentry refused (lockdown, no CAP_BPF), no
+// kprobes built, no kernel BTF for the BTF rungs.
+var refusals = []string{"the kernel refuses it", "kernel built without CONFIG_KPROBES", "needs the kernel's own BTF"}
+
 // TestJaeger runs the built agent exporting OTLP traces to a real Jaeger
 // v2, first as `sockeye trace` over gRPC, then from a config file over
-// HTTP, and asks Jaeger's query API for the client's traces: one trace per
-// socket call, named after the call, with the kernel's work nested inside.
-// Jaeger's fixed ports keep this test from running in parallel with any
-// other that uses Jaeger (jaeger.Start holds a lock).
+// HTTP, then on each hook rung in turn, and asks Jaeger's query API for the
+// client's traces: one trace per socket call, named after the call, with
+// the kernel's work nested inside. Jaeger's fixed ports keep this test from
+// running in parallel with any other that uses Jaeger (jaeger.Start holds a
+// lock).
 func TestJaeger(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() && !prebuilt() {
 		t.Skip("end to end: builds the agent and Jaeger")
 	}
 	testenv.RequireRoot(t)
@@ -127,10 +163,10 @@ func TestJaeger(t *testing.T) {
 		a := agentbin.Start(t, []string{
 			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" + jaeger.OTLPGRPC,
 			"OTEL_BSP_SCHEDULE_DELAY=200",
-		}, "trace", "--comm", comm)
-		a.WaitLog(t, "pipeline started", 120*time.Second)
+		}, append([]string{"trace", "--comm", comm}, btfArgs()...)...)
+		a.WaitLog(t, "pipeline started", 5*time.Minute)
 		pid := runClient(t, comm)
-		checkJaeger(t, j, comm, pid)
+		checkJaeger(t, j, comm, pid, rungOf(t, a), false)
 		if code := a.Stop(t, syscall.SIGINT, 20*time.Second); code != 0 {
 			t.Errorf("exit code %d after SIGINT", code)
 		}
@@ -160,17 +196,69 @@ pipelines:
     exporters: [otlp/jaeger]
 `, comm)), 0o644)
 		a := agentbin.Start(t, []string{"OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + jaeger.OTLPHTTP + "/v1/traces"},
-			"run", "--config", cfg)
-		a.WaitLog(t, "pipeline started", 120*time.Second)
+			append([]string{"run", "--config", cfg}, btfArgs()...)...)
+		a.WaitLog(t, "pipeline started", 5*time.Minute)
 		pid := runClient(t, comm)
-		checkJaeger(t, j, comm, pid)
+		checkJaeger(t, j, comm, pid, rungOf(t, a), false)
 		if code := a.Stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 			t.Errorf("exit code %d after SIGTERM", code)
 		}
 	})
+
+	// Each rung forced with `hook:`, and on the function rungs the
+	// functions down to tcp_sendmsg, so Jaeger shows the deep nesting too.
+	// A rung the kernel does not offer is reported so and skipped.
+	for _, rung := range bpfsc.Rungs {
+		t.Run("rung "+rung, func(t *testing.T) {
+			comm := "sc-" + strings.Replace(rung, "tracepoint", "tp", 1) // 15 characters at most
+			cfg := filepath.Join(t.TempDir(), "sockeye.yaml")
+			os.WriteFile(cfg, []byte(fmt.Sprintf(`sources:
+  socket_calls:
+    commands: [%s]
+    hook: %s
+    functions: ["@net/socket.c", inet_sendmsg, tcp_sendmsg]
+exporters:
+  otlp/jaeger:
+    enabled: auto
+pipelines:
+  traces/sockets:
+    sources: [socket_calls]
+    exporters: [otlp/jaeger]
+`, comm, rung)), 0o644)
+			a := agentbin.Start(t, []string{"OTEL_BSP_SCHEDULE_DELAY=200", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" + jaeger.OTLPGRPC},
+				append([]string{"run", "--config", cfg}, btfArgs()...)...)
+			if !a.WaitLogOrExit(t, "pipeline started", 5*time.Minute) {
+				for _, r := range refusals {
+					if strings.Contains(a.Stderr(), r) {
+						testenv.Matrix("socket_calls-jaeger", rung, "unsupported", r)
+						t.Skipf("rung %s not offered here: %s", rung, r)
+					}
+				}
+				testenv.Matrix("socket_calls-jaeger", rung, "fail", "the agent did not start")
+				t.Fatalf("the agent did not start on rung %s:\n%s", rung, a.Stderr())
+			}
+			if got := rungOf(t, a); got != rung {
+				t.Fatalf("agent runs rung %s, want %s", got, rung)
+			}
+			pid := runClient(t, comm)
+			ok := t.Run("traces", func(t *testing.T) { checkJaeger(t, j, comm, pid, rung, true) })
+			if code := a.Stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
+				t.Errorf("exit code %d after SIGTERM", code)
+				ok = false
+			}
+			result := "pass"
+			if !ok {
+				result = "fail"
+			}
+			testenv.Matrix("socket_calls-jaeger", rung, result, "spans of a client's calls queried back from Jaeger")
+		})
+	}
 }
 
-func checkJaeger(t *testing.T, j *jaeger.Jaeger, comm string, pid int) {
+// checkJaeger asks Jaeger for the client's traces and checks their roots,
+// attributes and what nests under sendto on the agent's rung; deep: the
+// functions down to tcp_sendmsg are traced.
+func checkJaeger(t *testing.T, j *jaeger.Jaeger, comm string, pid int, rung string, deep bool) {
 	t.Helper()
 	want := []string{"socket", "bind", "listen", "getsockname", "connect", "accept4", "sendto", "recvfrom", "close"}
 	byRoot := map[string]jaeger.Trace{}
@@ -215,27 +303,60 @@ func checkJaeger(t *testing.T, j *jaeger.Jaeger, comm string, pid int) {
 	if refused.Tags["otel.status_description"] != "ECONNREFUSED" || refused.Tags["error.type"] != "ECONNREFUSED" {
 		t.Errorf("refused connect tags: %v", refused.Tags)
 	}
-	// The kernel's work nests inside the call: on this kernel the
-	// networking tracepoint pairs (transmit, loopback delivery), where
-	// fentry or kprobes work the functions of net/socket.c.
+	// The kernel's work nests inside the call, within its time.
 	send := byRoot["sendto"]
 	root := send.Roots()[0]
 	if root.Tags["sockeye.io.bytes"] != "5" {
 		t.Errorf("sendto tags: %v", root.Tags)
 	}
-	children := send.Children(root.SpanID)
-	if len(children) == 0 {
-		t.Fatalf("sendto has no children: %+v", send.Spans)
+	byID := map[string]jaeger.Span{}
+	for _, s := range send.Spans {
+		byID[s.SpanID] = s
+		if s.SpanID == root.SpanID {
+			continue
+		}
+		if s.Start.Before(root.Start) || s.Start.Add(s.Duration).After(root.Start.Add(root.Duration).Add(time.Microsecond)) {
+			t.Errorf("span %s [%v +%v] outside sendto [%v +%v]", s.Operation, s.Start, s.Duration, root.Start, root.Duration)
+		}
 	}
+	children := send.Children(root.SpanID)
 	var names []string
 	for _, c := range children {
 		names = append(names, c.Operation)
-		if c.Start.Before(root.Start) || c.Start.Add(c.Duration).After(root.Start.Add(root.Duration).Add(time.Microsecond)) {
-			t.Errorf("child %s [%v +%v] outside sendto [%v +%v]", c.Operation, c.Start, c.Duration, root.Start, root.Duration)
-		}
 	}
-	switch {
-	case contains(names, "netdev_start_xmit"):
+	switch rung {
+	case hooks.Fentry, hooks.Kprobe:
+		// The functions of net/socket.c (and with deep, inet_sendmsg and
+		// tcp_sendmsg) nest under the system call.
+		if !contains(names, "__sys_sendto") {
+			t.Fatalf("rung %s: sendto children %v, want __sys_sendto", rung, names)
+		}
+		if !deep {
+			break
+		}
+		var tcp *jaeger.Span
+		for i := range send.Spans {
+			if send.Spans[i].Operation == "tcp_sendmsg" {
+				tcp = &send.Spans[i]
+			}
+		}
+		if tcp == nil {
+			t.Fatalf("rung %s: no tcp_sendmsg span under sendto: %+v", rung, send.Spans)
+		}
+		var chain []string
+		for s, ok := *tcp, true; ok; s, ok = byID[s.ParentSpanID] {
+			chain = append(chain, s.Operation)
+		}
+		// tcp_sendmsg <- inet_sendmsg <- (whatever else is traced) <- __sys_sendto <- sendto
+		if len(chain) < 4 || chain[1] != "inet_sendmsg" || chain[len(chain)-2] != "__sys_sendto" || chain[len(chain)-1] != "sendto" {
+			t.Errorf("rung %s: tcp_sendmsg's ancestors %v, want inet_sendmsg ... __sys_sendto, sendto", rung, chain)
+		}
+	case hooks.TpBTF, hooks.RawTracepoint:
+		// The networking tracepoint pairs: transmit, and inside it the
+		// loopback delivery.
+		if !contains(names, "netdev_start_xmit") {
+			t.Fatalf("rung %s: sendto children %v, want netdev_start_xmit", rung, names)
+		}
 		x := children[index(names, "netdev_start_xmit")]
 		if rx := send.Children(x.SpanID); len(rx) == 0 || rx[0].Operation != "netif_rx" {
 			t.Errorf("netdev_start_xmit children %+v, want netif_rx (loopback delivery)", rx)
@@ -243,13 +364,8 @@ func checkJaeger(t *testing.T, j *jaeger.Jaeger, comm string, pid int) {
 		if x.Tags["network.interface.name"] != "lo" {
 			t.Errorf("netdev_start_xmit tags %v", x.Tags)
 		}
-	case contains(names, "__sys_sendto"):
-		x := children[index(names, "__sys_sendto")]
-		if sub := send.Children(x.SpanID); len(sub) == 0 {
-			t.Errorf("__sys_sendto has no children")
-		}
 	default:
-		t.Errorf("sendto children %v: want the transmit pair or __sys_sendto", names)
+		t.Fatalf("unknown rung %q", rung)
 	}
 }
 

@@ -23,6 +23,9 @@ mount -t tmpfs tmpfs /run
 ln -s /run /var/run
 hostname sockeye-guest
 ip link set lo up
+# Peers (Jaeger) listen on "localhost"; there is no resolver here.
+mkdir -p /etc
+printf '127.0.0.1 localhost\n::1 localhost\n' >/etc/hosts
 
 . /sockeye/env
 
@@ -33,6 +36,9 @@ done
 echo "SOCKEYE-UNAME $(uname -r)"
 echo "SOCKEYE-UPTIME init $(cut -d' ' -f1 /proc/uptime)"
 export SOCKEYE_REQUIRE_BPF=1 SOCKEYE_KERNEL_LABEL HOME=/root TMPDIR=/tmp
+# Prebuilt binaries for end-to-end tests (packages.txt peers): no Go here.
+[ ! -x /sockeye/bin/sockeye ] || export SOCKEYE_AGENT_BIN=/sockeye/bin/sockeye
+[ ! -x /sockeye/bin/jaeger ] || export SOCKEYE_JAEGER_BIN=/sockeye/bin/jaeger
 
 # A line of the tests' result protocol.
 matrix() { # pipeline rung result note

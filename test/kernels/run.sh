@@ -374,9 +374,15 @@ BIN=$WORK/bin
 mkdir -p "$BIN"
 declare -a TESTS=()    # binary names, in packages.txt order
 declare -A TPKG=() TDIR=()
+PEERS=" " # peer binaries some package's tests run (packages.txt: words after the path)
 while read -r pkg rest; do
 	case $pkg in '' | '#'*) continue ;; esac
-	[ -z "$rest" ] || die "packages.txt: one import path per line: $pkg $rest"
+	for peer in $rest; do
+		case $peer in
+		agent | jaeger) [[ $PEERS == *" $peer "* ]] || PEERS+="$peer " ;;
+		*) die "packages.txt: $pkg: unknown peer '$peer' (known: agent, jaeger)" ;;
+		esac
+	done
 	info=$(cd "$REPO" && "$GO" list -f '{{.ImportPath}}|{{.Dir}}|{{len .TestGoFiles}}|{{len .XTestGoFiles}}' "$pkg") ||
 		die "packages.txt: cannot load $pkg"
 	[ "$(wc -l <<<"$info")" = 1 ] || die "packages.txt: $pkg matches several packages; list them one by one"
@@ -390,17 +396,29 @@ while read -r pkg rest; do
 	[ -x "$BIN/$name.test" ] || die "go test -c $pkg produced no binary"
 	TESTS+=("$name")
 	TPKG[$name]=$pkg TDIR[$name]=$dir
-done < <(if [ -n "$want_packages" ]; then tr ',' '\n' <<<"$want_packages"; else cat "$HERE/packages.txt"; fi)
+done < <(if [ -n "$want_packages" ]; then
+	# --packages names paths; their peers come from packages.txt.
+	for p in ${want_packages//,/ }; do
+		grep -E "^$p([[:space:]]|\$)" "$HERE/packages.txt" || echo "$p"
+	done
+else cat "$HERE/packages.txt"; fi)
 [ ${#TESTS[@]} -gt 0 ] || die "packages.txt lists no package"
 EXPECTED_BINS=""
 for t in "${TESTS[@]}"; do EXPECTED_BINS+="$t=${TPKG[$t]} "; done
 # The nobtf setup runs the agent itself (`sockeye check`) before the tests,
 # reported as one more binary.
 AGENT_PKG=./agent/cmd/sockeye
-if [[ $SETUPS == *" nobtf "* ]]; then
+if [[ $SETUPS == *" nobtf "* || $PEERS == *" agent "* ]]; then
 	log "building $AGENT_PKG"
 	(cd "$REPO" && CGO_ENABLED=0 "$GO" build -ldflags='-s -w' -o "$BIN/sockeye" "$AGENT_PKG") ||
 		die "build of $AGENT_PKG failed"
+fi
+# Jaeger from the modules pinned in tools/jaeger, static, from the cache the
+# tests share (a cold build takes minutes).
+if [[ $PEERS == *" jaeger "* ]]; then
+	log "building Jaeger (tools/jaeger/build.sh)"
+	jaeger_bin=$(PATH=$(dirname "$GO"):$PATH "$REPO/tools/jaeger/build.sh" | tail -n1) || die "build of Jaeger failed"
+	cp "$jaeger_bin" "$BIN/jaeger"
 fi
 phase_done "build test binaries" "$T"
 
@@ -475,9 +493,14 @@ build_initramfs() {
 	resolve_modules "${KDIR[$label]}" "$root/sockeye/modules" >"$root/sockeye/modules.list"
 	printf 'SOCKEYE_KERNEL_LABEL=%s\nSOCKEYE_TEST_TIMEOUT=%s\nSOCKEYE_GUEST_SETUP=%s\nSOCKEYE_AGENT_TIMEOUT=%s\n' \
 		"$label" "$TEST_TIMEOUT" "${K_SETUP[$label]:-}" "$BIN_TIMEOUT" >"$root/sockeye/env"
-	if [ "${K_SETUP[$label]:-}" = nobtf ]; then
+	# The agent and the peers tests run; init.sh names them to the tests.
+	if [[ ${K_SETUP[$label]:-} = nobtf || $PEERS == *" agent "* ]]; then
 		mkdir -p "$root/sockeye/bin"
 		cp "$BIN/sockeye" "$root/sockeye/bin/sockeye"
+	fi
+	if [[ $PEERS == *" jaeger "* ]]; then
+		mkdir -p "$root/sockeye/bin"
+		cp "$BIN/jaeger" "$root/sockeye/bin/jaeger"
 	fi
 	local t
 	for t in "${TESTS[@]}"; do
@@ -545,6 +568,9 @@ boot() { # label
 
 host_run() {
 	local rel label logf t rc=0 secs name
+	local -a HOST_PEERS=()
+	[[ $PEERS != *" agent "* ]] || HOST_PEERS+=("SOCKEYE_AGENT_BIN=$BIN/sockeye")
+	[[ $PEERS != *" jaeger "* ]] || HOST_PEERS+=("SOCKEYE_JAEGER_BIN=$BIN/jaeger")
 	rel=$(uname -r)
 	label=host-$rel
 	logf=$OUT/$label.log
@@ -560,7 +586,7 @@ host_run() {
 		for name in "${TESTS[@]}"; do
 			echo "SOCKEYE-BEGIN $name ${TPKG[$name]}"
 			local brc=0
-			(cd "${TDIR[$name]}" && "${SUDO[@]}" env SOCKEYE_REQUIRE_BPF=1 SOCKEYE_KERNEL_LABEL="$label" \
+			(cd "${TDIR[$name]}" && "${SUDO[@]}" env SOCKEYE_REQUIRE_BPF=1 SOCKEYE_KERNEL_LABEL="$label" "${HOST_PEERS[@]}" \
 				timeout -k 10 "$((BIN_TIMEOUT + 10))" "$BIN/$name.test" -test.v -test.count=1 -test.short \
 				-test.timeout="$TEST_TIMEOUT" </dev/null) 2>&1 || brc=$?
 			echo "SOCKEYE-EXIT $name $brc"

@@ -16,7 +16,9 @@ cd "$here"
 # Same flags as Build, so both share Go's build cache. Jaeger's go.mod has
 # replace directives, so it cannot be `go install`ed: it is a tool of this
 # module instead.
-build() { GOWORK=off go build -mod=readonly -buildvcs=false -o "$1" github.com/jaegertracing/jaeger/cmd/jaeger; }
+# Static (CGO_ENABLED=0): the kernel matrix runs the same binary in guests
+# that have no C library.
+build() { GOWORK=off CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -o "$1" github.com/jaegertracing/jaeger/cmd/jaeger; }
 
 if [[ $# -ge 1 ]]; then
 	build "$1"
@@ -39,7 +41,7 @@ else
 	cache="${XDG_CACHE_HOME:-$HOME/.cache}/sockeye-tools"
 fi
 
-dir="$cache/jaeger-$key"
+dir="$cache/jaeger-static-$key"
 bin="$dir/jaeger"
 if [[ -x "$bin" ]]; then
 	echo "$bin"

@@ -23,10 +23,22 @@ var (
 	buildErr  error
 )
 
-// Build compiles ./agent/cmd/sockeye once per test process.
+// BinEnv names a prebuilt agent to run instead of building one: the
+// kernel matrix's guests have no Go toolchain.
+const BinEnv = "SOCKEYE_AGENT_BIN"
+
+// Build compiles ./agent/cmd/sockeye once per test process, or returns the
+// binary BinEnv names.
 func Build(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if bin := os.Getenv(BinEnv); bin != "" {
+			buildPath = bin
+			if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
+				buildErr = fmt.Errorf("%s=%s: not an executable file (%v)", BinEnv, bin, err)
+			}
+			return
+		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 		// One binary shared by every test process, replaced atomically: a
@@ -121,6 +133,25 @@ func (a *Agent) WaitLog(t testing.TB, s string, timeout time.Duration) {
 		}
 	}
 	t.Fatalf("sockeye did not log %q within %s:\n%s", s, timeout, a.stderr.String())
+}
+
+// WaitLogOrExit waits until stderr contains s (true) or the agent exits
+// without having logged it (false).
+func (a *Agent) WaitLogOrExit(t testing.TB, s string, timeout time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if strings.Contains(a.stderr.String(), s) {
+			return true
+		}
+		select {
+		case <-a.done:
+			return strings.Contains(a.stderr.String(), s)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("sockeye neither logged %q nor exited within %s:\n%s", s, timeout, a.stderr.String())
+	return false
 }
 
 // Stop sends sig and waits for the exit; it returns the exit code.

@@ -35,10 +35,21 @@ const Pkg = "github.com/jaegertracing/jaeger/cmd/jaeger"
 // hashes the same files in the same order.
 var hashedFiles = []string{"go.mod", "go.sum"}
 
+// BinEnv names a prebuilt Jaeger to run instead of building one: the
+// kernel matrix's guests have no Go toolchain.
+const BinEnv = "SOCKEYE_JAEGER_BIN"
+
 // Build compiles Jaeger unless a binary for the current go.mod+go.sum is
-// cached, and returns its path. Safe across parallel test binaries: a file
-// lock serialises builds and the binary is published by atomic rename.
+// cached, and returns its path (or the binary BinEnv names). Safe across
+// parallel test binaries: a file lock serialises builds and the binary is
+// published by atomic rename.
 func Build(ctx context.Context) (string, error) {
+	if bin := os.Getenv(BinEnv); bin != "" {
+		if !isExecutable(bin) {
+			return "", fmt.Errorf("jaeger: %s=%s is not an executable file", BinEnv, bin)
+		}
+		return bin, nil
+	}
 	src, err := SourceDir()
 	if err != nil {
 		return "", err
@@ -55,7 +66,7 @@ func Build(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(cache, "jaeger-"+hex.EncodeToString(h.Sum(nil))[:16])
+	dir := filepath.Join(cache, "jaeger-static-"+hex.EncodeToString(h.Sum(nil))[:16])
 	bin := filepath.Join(dir, "jaeger")
 	if isExecutable(bin) {
 		return bin, nil
@@ -82,7 +93,9 @@ func Build(ctx context.Context) (string, error) {
 	// repository go.work out of the tool's build list.
 	cmd := exec.CommandContext(ctx, "go", "build", "-mod=readonly", "-buildvcs=false", "-o", tmpName, Pkg)
 	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "GOWORK=off")
+	// Static, as tools/jaeger/build.sh: the kernel matrix's guests run the
+	// same binary and have no C library.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

@@ -80,7 +80,9 @@ func Start(t testing.TB) *Jaeger {
 			t.Logf("jaeger output (tail):\n%s", tail(j.out.String(), 16<<10))
 		}
 	})
-	if err := j.waitReady(60 * time.Second); err != nil {
+	// Generous: under the kernel matrix's emulated guests it starts in tens
+	// of seconds.
+	if err := j.waitReady(3 * time.Minute); err != nil {
 		t.Fatalf("jaeger: %v\noutput:\n%s", err, tail(j.out.String(), 16<<10))
 	}
 	return j
