@@ -83,8 +83,12 @@ type TraceSource interface {
 	// Rung is the hook rung in use after Start.
 	Rung() string
 	// Run hands spans to emit until ctx is done, then returns after
-	// emitting what it still holds. emit must not block.
-	Run(ctx context.Context, emit func(spans []Span)) error
+	// emitting what it still holds. emit never blocks: what the queue
+	// cannot take is dropped and counted. While full reports true the
+	// source should leave its records where they are (a kernel ring
+	// buffer counts what overflows it) rather than build spans to drop:
+	// building them would take the CPU the exporters need to catch up.
+	Run(ctx context.Context, emit func(spans []Span), full func() bool) error
 	// Self is the source's own telemetry (sockeye.agent.*).
 	Self() []SelfPoint
 	NewConsole() TraceConsole
@@ -152,6 +156,9 @@ func (p *TracesPipeline) Run(ctx context.Context) error {
 	// Batches are counted in spans against the limit; the channel only
 	// needs room for the smallest batches.
 	queue := make(chan *SpanBatch, limit)
+	// Full a batch early, so that a source that holds back finds room
+	// when it goes on.
+	full := func() bool { return p.queued.Load() > int64(limit-limit/8) }
 	var wg sync.WaitGroup
 	var srcErrs []error
 	var mu sync.Mutex
@@ -175,7 +182,7 @@ func (p *TracesPipeline) Run(ctx context.Context) error {
 					p.queued.Add(-n)
 					p.dropped.Add(n)
 				}
-			})
+			}, full)
 			if err != nil {
 				mu.Lock()
 				srcErrs = append(srcErrs, err)

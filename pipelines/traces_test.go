@@ -22,7 +22,7 @@ func (f *fakeSpanSource) Self() []SelfPoint {
 }
 func (f *fakeSpanSource) NewConsole() TraceConsole { return nil }
 func (f *fakeSpanSource) Close() error             { return nil }
-func (f *fakeSpanSource) Run(ctx context.Context, emit func([]Span)) error {
+func (f *fakeSpanSource) Run(ctx context.Context, emit func([]Span), _ func() bool) error {
 	for range f.batches {
 		emit(make([]Span, f.size))
 	}
@@ -97,5 +97,44 @@ func TestTracesPipelineQueueOverflowCounted(t *testing.T) {
 	}
 	if dropped != p.Dropped() {
 		t.Errorf("self telemetry says %d dropped, want %d", dropped, p.Dropped())
+	}
+}
+
+// politeSpanSource holds back while the pipeline says its queue is full, as
+// a ring-buffer source does.
+type politeSpanSource struct {
+	fakeSpanSource
+	waited int
+}
+
+func (f *politeSpanSource) Run(ctx context.Context, emit func([]Span), full func() bool) error {
+	for range f.batches {
+		for full() {
+			f.waited++
+			time.Sleep(100 * time.Microsecond)
+		}
+		emit(make([]Span, f.size))
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// full tells a source when to hold back: one that does loses nothing at
+// the queue, however slow the exporter.
+func TestTracesPipelineFullHoldsSourceBack(t *testing.T) {
+	src := &politeSpanSource{fakeSpanSource: fakeSpanSource{batches: 200, size: 10}}
+	exp := &slowSpanExporter{delay: time.Millisecond}
+	p := &TracesPipeline{Name: "traces/test", Sources: []TraceSource{src}, Exporters: []TraceExporter{exp},
+		QueueSize: 100, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if src.waited == 0 {
+		t.Error("full() never reported a full queue to a source 20 times faster than its exporter")
+	}
+	if p.Dropped() != 0 || exp.spans.Load() != 2000 {
+		t.Errorf("exported %d, dropped %d; want 2000 and 0", exp.spans.Load(), p.Dropped())
 	}
 }

@@ -61,6 +61,9 @@ const (
 const (
 	drainPause = 2 * time.Millisecond
 	pauseRing  = 1 << 20
+	// fullPause is how long the reader leaves the ring alone while the
+	// pipeline's queue is full.
+	fullPause = time.Millisecond
 )
 
 // New makes a socket_calls source; nothing is loaded until Start.
@@ -192,8 +195,12 @@ func clockOffset() int64 {
 }
 
 // Run reads the ring buffer and hands spans to emit until ctx is done, then
-// reads what the kernel has already written and returns.
-func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span)) error {
+// reads what the kernel has already written and returns. While the queue is
+// full it reads nothing: the records wait in the ring, and what overflows
+// it is counted there (ring_buffer_full), at no cost to the agent, instead
+// of being read, built into spans and dropped at the queue (which, on an
+// overloaded core, left the exporter too little CPU to catch up).
+func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span), full func() bool) error {
 	if s.probe == nil {
 		return errors.New("socket_calls: not started")
 	}
@@ -236,6 +243,10 @@ func (s *Source) Run(ctx context.Context, emit func([]pipelines.Span)) error {
 				return nil
 			}
 			left--
+		}
+		if !stopping && full() {
+			time.Sleep(fullPause)
+			continue
 		}
 		wait := batchWait
 		if stopping {

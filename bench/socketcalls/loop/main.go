@@ -20,6 +20,7 @@ func init() { runtime.LockOSThread() } // main runs on the main thread: its name
 func main() {
 	n := flag.Int("n", 200000, "iterations (one sendto and one recvfrom each)")
 	name := flag.String("name", "sc-loop", "process name (comm) to take")
+	rate := flag.Int("rate", 0, "iterations per second at most, paced every 64 iterations (0: as fast as it can)")
 	flag.Parse()
 	comm := append([]byte(*name), 0)
 	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&comm[0])), 0, 0, 0); err != nil {
@@ -39,7 +40,14 @@ func main() {
 	msg, buf := make([]byte, 64), make([]byte, 64)
 	cpu0 := threadCPU()
 	start := time.Now()
-	for range *n {
+	for i := range *n {
+		// Paced, the loop leaves its CPU to others (the benchmark's
+		// receiver) and offers the agent a steady rate.
+		if *rate > 0 && i%64 == 0 {
+			if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(*rate))); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		if err := unix.Sendto(fd, msg, 0, sa); err != nil {
 			fail(err)
 		}
