@@ -43,6 +43,10 @@ type Agent struct {
 	// capsDropped is set once drop_capabilities has taken effect: nothing
 	// new can be attached after that.
 	capsDropped bool
+	// detaching is closed when shutdown is past the final exports and
+	// detaches the kernel programs.
+	detaching     chan struct{}
+	detachingOnce sync.Once
 }
 
 type exporterKey struct {
@@ -99,8 +103,14 @@ func New(cfg *config.Config, stdout io.Writer, log *slog.Logger, env func(string
 		console:   map[config.ID]*console.Exporter{},
 		Failed:    map[string]error{},
 		resolvers: map[config.ContainersProcessor]*containers.Resolver{},
+		detaching: make(chan struct{}),
 	}
 }
+
+// Detaching is closed once shutdown has done its exports and is detaching
+// the kernel programs: work that is bounded but not by the exports'
+// timeout (the kernel waits a grace period per fentry or kprobe link).
+func (a *Agent) Detaching() <-chan struct{} { return a.detaching }
 
 // containersProcessor makes a containers processor for p, sharing the
 // resolver (and its cache) with the others of the same settings.
@@ -277,6 +287,7 @@ func (a *Agent) stopAll(shutdownTimeout time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	errs = append(errs, a.shutdownExporters(sctx))
+	a.detachingOnce.Do(func() { close(a.detaching) })
 	for _, r := range running {
 		errs = append(errs, r.Close())
 	}

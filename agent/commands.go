@@ -21,6 +21,10 @@ import (
 // the agent from exiting.
 const shutdownTimeout = 10 * time.Second
 
+// detachTimeout bounds detaching the kernel programs at shutdown, after the
+// exports (slow only under emulation, or with very many links).
+const detachTimeout = 2 * time.Minute
+
 // loadConfig reads --config or the embedded default and applies --btf.
 func loadConfig(path, btf string, env func(string) string) (*config.Config, error) {
 	var cfg *config.Config
@@ -183,12 +187,30 @@ func run(cfg *config.Config, stdout, stderr io.Writer, reload func() (*config.Co
 	case <-ctx.Done():
 		// Every stage bounds its own final flush; this bounds the sum, so a
 		// stuck exporter cannot keep the agent (and its programs) alive.
-		// Exiting closes every BPF fd: nothing stays attached.
-		select {
-		case err = <-done:
-		case <-time.After(shutdownTimeout + 5*time.Second):
-			log.Error("shutdown took too long; exiting without waiting further", "waited", shutdownTimeout+5*time.Second)
-			return exitFailure
+		// Exiting closes every BPF fd: nothing stays attached. Detaching
+		// the programs after the exports gets a bound of its own: exiting
+		// would wait for the kernel just as long (a grace period per fentry
+		// or kprobe link; seconds for socket_calls' hundreds of links).
+		flush := time.NewTimer(shutdownTimeout + 5*time.Second)
+		defer flush.Stop()
+		detaching := a.Detaching()
+		var detach <-chan time.Time
+	wait:
+		for {
+			select {
+			case err = <-done:
+				break wait
+			case <-detaching:
+				detaching = nil
+				flush.Stop()
+				detach = time.After(detachTimeout)
+			case <-flush.C:
+				log.Error("shutdown took too long; exiting without waiting further", "waited", shutdownTimeout+5*time.Second)
+				return exitFailure
+			case <-detach:
+				log.Error("detaching the kernel programs took too long; exiting", "waited", detachTimeout)
+				return exitFailure
+			}
 		}
 	}
 	if err != nil {

@@ -29,13 +29,27 @@ import (
 
 const clientEnv = "SOCKEYE_SOCKETCALLS_CLIENT"
 
+// stopWithin bounds the agent's exit after a signal: detaching a hundred
+// fentry or kprobe links takes 10-20 s in the kernel matrix's emulated
+// guests (an RCU grace period each).
+const stopWithin = 3 * time.Minute
+
+// init keeps the client on the main thread from the start: inits run
+// there, but by TestMain the main goroutine may have moved to another
+// thread, whose new name would not be the process's (Jaeger would list the
+// spans under the binary's name instead).
+func init() {
+	if os.Getenv(clientEnv) != "" {
+		runtime.LockOSThread()
+	}
+}
+
 // TestMain makes the test binary the traced client when asked: it names
 // itself (its comm is what the agent selects and what Jaeger lists as the
 // service), then connects, sends, receives and closes on 127.0.0.1.
 func TestMain(m *testing.M) {
 	if comm := os.Getenv(clientEnv); comm != "" {
 		// The main thread's name is the process's name.
-		runtime.LockOSThread()
 		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafePointer(append([]byte(comm), 0))), 0, 0, 0); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -167,7 +181,7 @@ func TestJaeger(t *testing.T) {
 		a.WaitLog(t, "pipeline started", 5*time.Minute)
 		pid := runClient(t, comm)
 		checkJaeger(t, j, comm, pid, rungOf(t, a), false)
-		if code := a.Stop(t, syscall.SIGINT, 20*time.Second); code != 0 {
+		if code := a.Stop(t, syscall.SIGINT, stopWithin); code != 0 {
 			t.Errorf("exit code %d after SIGINT", code)
 		}
 		for _, want := range []string{fmt.Sprintf(" %s(%d):  -> connect", comm, pid), "<- connect (ECONNREFUSED)", "-> sendto"} {
@@ -200,7 +214,7 @@ pipelines:
 		a.WaitLog(t, "pipeline started", 5*time.Minute)
 		pid := runClient(t, comm)
 		checkJaeger(t, j, comm, pid, rungOf(t, a), false)
-		if code := a.Stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
+		if code := a.Stop(t, syscall.SIGTERM, stopWithin); code != 0 {
 			t.Errorf("exit code %d after SIGTERM", code)
 		}
 	})
@@ -242,7 +256,7 @@ pipelines:
 			}
 			pid := runClient(t, comm)
 			ok := t.Run("traces", func(t *testing.T) { checkJaeger(t, j, comm, pid, rung, true) })
-			if code := a.Stop(t, syscall.SIGTERM, 20*time.Second); code != 0 {
+			if code := a.Stop(t, syscall.SIGTERM, stopWithin); code != 0 {
 				t.Errorf("exit code %d after SIGTERM", code)
 				ok = false
 			}
@@ -421,7 +435,7 @@ func TestCollector(t *testing.T) {
 	col.WaitMetric(t, 20*time.Second, func(p otelcol.MetricPoint) bool {
 		return p.Name == "sockeye.agent.traces.roots" && p.Attrs["sockeye.source"] == "socket_calls" && p.Int >= 19
 	})
-	if code := a.Stop(t, syscall.SIGINT, 20*time.Second); code != 0 {
+	if code := a.Stop(t, syscall.SIGINT, stopWithin); code != 0 {
 		t.Errorf("exit code %d after SIGINT", code)
 	}
 }
