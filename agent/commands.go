@@ -118,6 +118,12 @@ func run(cfg *config.Config, stdout, stderr io.Writer, reload func() (*config.Co
 	routeOTelErrors(log, 30*time.Second)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP is caught from the start: one that comes while the pipelines
+	// start (the health endpoint already says ok) waits for the reload
+	// loop instead of killing the agent, its default action.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Warn("could not raise RLIMIT_MEMLOCK; loading may fail on kernels before 5.11", "error", err)
@@ -147,9 +153,6 @@ func run(cfg *config.Config, stdout, stderr io.Writer, reload func() (*config.Co
 		}
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	reloads := make(chan Reload)
 	go func() {
 		for {
