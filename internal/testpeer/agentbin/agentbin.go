@@ -118,25 +118,17 @@ func StartWrapped(t testing.TB, env, wrapper []string, args ...string) *Agent {
 	return a
 }
 
-// WaitLog waits until stderr contains s.
+// WaitLog waits until stderr contains s; the agent exiting first fails
+// the test.
 func (a *Agent) WaitLog(t testing.TB, s string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if strings.Contains(a.stderr.String(), s) {
-			return
-		}
-		select {
-		case <-a.done:
-			t.Fatalf("sockeye exited (%v) before logging %q:\n%s", a.err, s, a.stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
+	if !a.WaitLogOrExit(t, s, timeout) {
+		t.Fatalf("sockeye exited (%v) before logging %q:\n%s", a.err, s, a.stderr.String())
 	}
-	t.Fatalf("sockeye did not log %q within %s:\n%s", s, timeout, a.stderr.String())
 }
 
 // WaitLogOrExit waits until stderr contains s (true) or the agent exits
-// without having logged it (false).
+// without having logged it (false); neither within timeout fails the test.
 func (a *Agent) WaitLogOrExit(t testing.TB, s string, timeout time.Duration) bool {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -150,7 +142,7 @@ func (a *Agent) WaitLogOrExit(t testing.TB, s string, timeout time.Duration) boo
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("sockeye neither logged %q nor exited within %s:\n%s", s, timeout, a.stderr.String())
+	t.Fatalf("sockeye did not log %q within %s:\n%s", s, timeout, a.stderr.String())
 	return false
 }
 
