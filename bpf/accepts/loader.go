@@ -52,6 +52,8 @@ type Probe struct {
 	rung   string
 	reader *ringbuf.Reader
 	stats  *ebpf.Map
+	// progs are the attached programs, for the kernel's miss counters.
+	progs []*ebpf.Program
 	// Notes are limits of the chosen rung on this kernel, for the log and check.
 	Notes []string
 }
@@ -269,6 +271,7 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 			return nil, fmt.Errorf("attach %s: %w", name, err)
 		}
 		pr.links = append(pr.links, l)
+		pr.progs = append(pr.progs, coll.Programs[name])
 	}
 	return pr, nil
 }
@@ -285,7 +288,7 @@ func (p *Probe) Close() error {
 	for _, l := range p.links {
 		errs = append(errs, l.Close())
 	}
-	p.links = nil
+	p.links, p.progs = nil, nil
 	if p.reader != nil {
 		errs = append(errs, p.reader.Close())
 		p.reader = nil
@@ -304,6 +307,9 @@ type Stats struct {
 	// ConnectFull counts outbound connections not followed because the
 	// table of connecting sockets was full.
 	ConnectFull uint64
+	// Missed counts program runs the kernel skipped (hooks.Missed), each
+	// an accept or connection not reported.
+	Missed uint64
 }
 
 // Stats reads the loss counters, summed over CPUs.
@@ -324,8 +330,11 @@ func (p *Probe) Stats() (Stats, error) {
 	if s.RingbufFull, err = read(0); err != nil {
 		return s, err
 	}
-	s.ConnectFull, err = read(1)
-	return s, err
+	if s.ConnectFull, err = read(1); err != nil {
+		return s, err
+	}
+	s.Missed = hooks.Missed(p.progs, p.links)
+	return s, nil
 }
 
 // RingSize is the ring buffer's size in bytes.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/sockeye/sockeye/bpf/hooks"
 )
 
 // Key is one row of the kernel's counter map, laid out as in drops.bpf.c.
@@ -20,6 +22,10 @@ type Stats struct {
 	UpdateErrors uint64
 	// LastError is the errno of the latest of those failures, 0 if none.
 	LastError uint64
+	// Missed counts runs of the program the kernel skipped (hooks.Missed):
+	// drops not counted. The classic tracepoint rung is skipped on a CPU
+	// where another BPF program or a map system call is under way.
+	Missed uint64
 }
 
 // drainBatch is how many keys one batch call moves; a hash bucket holding
@@ -129,5 +135,6 @@ func (p *Probe) Stats() (Stats, error) {
 			s.LastError = v
 		}
 	}
+	s.Missed = hooks.Missed([]*ebpf.Program{p.prog}, nil)
 	return s, nil
 }

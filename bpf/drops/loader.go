@@ -53,8 +53,10 @@ type Probe struct {
 	// Notes are limits of the chosen rung on this kernel, for the log and check.
 	Notes []string
 
-	counters   *ebpf.Map
-	stats      *ebpf.Map
+	counters *ebpf.Map
+	stats    *ebpf.Map
+	// prog is the attached program, for the kernel's miss counter.
+	prog       *ebpf.Program
 	maxEntries uint32
 	hasReason  bool
 }
@@ -170,6 +172,7 @@ func open(rung string, opts Options) (*Probe, error) {
 		return nil, fmt.Errorf("attach %s: %w", prog, err)
 	}
 	p.closers = append(p.closers, c)
+	p.prog = coll.Programs[prog]
 	return p, nil
 }
 
@@ -256,7 +259,7 @@ func (p *Probe) Close() error {
 	for _, c := range p.closers {
 		errs = append(errs, c.Close())
 	}
-	p.closers = nil
+	p.closers, p.prog = nil, nil
 	if p.coll != nil {
 		p.coll.Close()
 		p.coll = nil

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/sockeye/sockeye/bpf/hooks"
 )
 
 // Record is one finished span or event from the ring buffer, laid out as
@@ -84,10 +86,30 @@ type Stats struct {
 	Incomplete      uint64 // frames closed without their return
 	ThreadsFull     uint64 // thread states that could not be stored
 	Roots           uint64 // root calls traced
+	// Missed counts runs of the programs the kernel skipped (hooks.Missed):
+	// an entry or return a fentry program would have seen while the same
+	// program ran on that CPU, a kprobe while another BPF program did.
+	Missed uint64
 }
 
 // Stats reads the kernel-side counters.
-func (p *Probe) Stats() (Stats, error) { return readStats(p.stats) }
+func (p *Probe) Stats() (Stats, error) {
+	s, err := readStats(p.stats)
+	if err != nil {
+		return s, err
+	}
+	var progs []*ebpf.Program
+	for _, c := range append([]*ebpf.Collection{p.base}, p.extra...) {
+		if c == nil {
+			continue
+		}
+		for _, prog := range c.Programs {
+			progs = append(progs, prog)
+		}
+	}
+	s.Missed = hooks.Missed(progs, p.links)
+	return s, nil
+}
 
 func readStats(m *ebpf.Map) (Stats, error) {
 	var s Stats

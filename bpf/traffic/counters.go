@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/sockeye/sockeye/bpf/hooks"
 )
 
 // Key is one row of the kernel's counter map, laid out as in traffic.bpf.c.
@@ -25,6 +27,10 @@ type Stats struct {
 	UpdateErrors uint64
 	// LastErrno is the errno of the most recent failed insert, 0 if none.
 	LastErrno uint64
+	// Missed counts runs of the programs the kernel skipped (hooks.Missed):
+	// a kprobe program is not run on a CPU where another one is running,
+	// as when a receive interrupts a send.
+	Missed uint64
 }
 
 // Read calls fn for every key with its totals, summed over CPUs, and the
@@ -123,5 +129,6 @@ func (p *Probe) Stats() (Stats, error) {
 	for _, v := range vals {
 		s.LastErrno = max(s.LastErrno, v)
 	}
+	s.Missed = hooks.Missed(p.progs, p.links)
 	return s, nil
 }

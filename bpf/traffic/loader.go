@@ -36,6 +36,8 @@ var Rungs = []string{hooks.Fentry, hooks.Kprobe, hooks.TpBTF, hooks.RawTracepoin
 type Probe struct {
 	coll  *ebpf.Collection
 	links []link.Link
+	// progs are the attached programs, for the kernel's miss counters.
+	progs []*ebpf.Program
 	rung  string
 	// Notes are limits of the chosen rung on this kernel, for the log and check.
 	Notes []string
@@ -293,9 +295,14 @@ func load(rung string, p *plan, opts Options) (*Probe, error) {
 		coll.Close()
 		return nil, err
 	}
+	var progs []*ebpf.Program
+	for name := range attached {
+		progs = append(progs, coll.Programs[name])
+	}
 	return &Probe{
 		coll:       coll,
 		links:      links,
+		progs:      progs,
 		rung:       rung,
 		Notes:      p.notes,
 		counters:   coll.Maps[trafficMapTraffic],

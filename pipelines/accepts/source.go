@@ -233,6 +233,10 @@ func (s *Source) Self() []pipelines.SelfPoint {
 		s.log.Warn("ring buffer full: connections were not reported; raise ring_size",
 			"lost", st.RingbufFull-last.RingbufFull, "ring_size", s.probe.RingSize())
 	}
+	if st.Missed > last.Missed {
+		s.log.Warn("the kernel skipped the accepts programs: connections were not reported",
+			"lost", st.Missed-last.Missed, "rung", s.probe.Rung())
+	}
 	if st.ConnectFull > last.ConnectFull {
 		s.log.Warn("table of connecting sockets full: outbound connections were not reported",
 			"lost", st.ConnectFull-last.ConnectFull)
@@ -242,5 +246,7 @@ func (s *Source) Self() []pipelines.SelfPoint {
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "events")}, Value: int64(st.RingbufFull)},
 		pipelines.SelfPoint{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "connect_table_full")}, Value: int64(st.ConnectFull)},
+		pipelines.SelfPoint{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
+			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "probe_missed")}, Value: int64(st.Missed)},
 	)
 }

@@ -143,6 +143,10 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 		s.log.Warn("drops map insert failed: drops were not counted", "uncounted", st.UpdateErrors-s.lastStats.UpdateErrors,
 			"error", unix.Errno(st.LastError).Error())
 	}
+	if st.Missed > s.lastStats.Missed {
+		s.log.Warn("the kernel skipped the drops program: drops were not counted", "uncounted", st.Missed-s.lastStats.Missed,
+			"rung", s.probe.Rung())
+	}
 	s.lastStats = st
 	src := attribute.String("sockeye.source", s.name)
 	m := attribute.String("sockeye.map", "drops")
@@ -155,6 +159,8 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 			Attrs: []attribute.KeyValue{src, m}, Value: int64(st.MapFull)},
 		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "map_update_error")}, Value: int64(st.UpdateErrors)},
+		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
+			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "probe_missed")}, Value: int64(st.Missed)},
 	}
 	return b, nil
 }

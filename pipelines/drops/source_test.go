@@ -290,8 +290,17 @@ func collectUntil(t *testing.T, src *Source, ok func(*pipelines.Batch) bool) *pi
 func checkSelf(t *testing.T, b *pipelines.Batch) {
 	t.Helper()
 	got := map[string]int64{}
+	reasons := map[string]bool{}
 	for _, p := range b.Self {
 		got[p.Name] = p.Value
+		for _, a := range p.Attrs {
+			if p.Name == "sockeye.agent.events.lost" && a.Key == "sockeye.reason" {
+				reasons[a.Value.AsString()] = true
+			}
+		}
+	}
+	if !reasons["map_update_error"] || !reasons["probe_missed"] {
+		t.Errorf("sockeye.agent.events.lost reasons %v, want map_update_error and probe_missed", reasons)
 	}
 	for _, n := range []string{"sockeye.agent.map.entries", "sockeye.agent.map.capacity", "sockeye.agent.map.full", "sockeye.agent.events.lost"} {
 		if _, ok := got[n]; !ok {

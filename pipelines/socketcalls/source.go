@@ -318,6 +318,9 @@ func (s *Source) refresh() {
 	if st.RingbufFull > s.lastWarn.RingbufFull {
 		s.log.Warn("socket_calls: ring buffer full, spans lost; raise ring_size or lower rate_limit", "lost", st.RingbufFull-s.lastWarn.RingbufFull)
 	}
+	if st.Missed > s.lastWarn.Missed {
+		s.log.Warn("socket_calls: the kernel skipped the programs, entries or returns not seen", "skipped", st.Missed-s.lastWarn.Missed)
+	}
 	if st.ThreadsFull > s.lastWarn.ThreadsFull {
 		s.log.Warn("socket_calls: thread map full; raise max_threads", "lost", st.ThreadsFull-s.lastWarn.ThreadsFull)
 	}
@@ -346,6 +349,7 @@ func (s *Source) Self() []pipelines.SelfPoint {
 		dropped("thread_map_full", st.ThreadsFull),
 		dropped("event_orphaned", uint64(s.orphaned.Load())),
 		dropped("decode_error", uint64(s.decode.Load())),
+		dropped("probe_missed", st.Missed),
 		{Name: "sockeye.agent.spans.unmatched", Unit: "{span}", Description: "Returns seen without their entry (not traced) and entries closed without their return (sent as incomplete).",
 			Kind: pipelines.SelfCounter, Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "return_without_entry")}, Value: int64(st.UnmatchedReturn)},
 		{Name: "sockeye.agent.spans.unmatched", Unit: "{span}", Description: "Returns seen without their entry (not traced) and entries closed without their return (sent as incomplete).",

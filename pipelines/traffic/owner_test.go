@@ -16,6 +16,7 @@ import (
 	"github.com/sockeye/sockeye/bpf/hooks"
 	bpftraffic "github.com/sockeye/sockeye/bpf/traffic"
 	"github.com/sockeye/sockeye/config"
+	"github.com/sockeye/sockeye/internal/testenv"
 )
 
 // A process that opens, uses and closes sockets, then exits, and a second
@@ -182,19 +183,6 @@ func tcpSockets(n int) error {
 	return nil
 }
 
-// kernelAtLeast compares the running kernel's release with major.minor.
-func kernelAtLeast(major, minor int) bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
-	}
-	var ma, mi int
-	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
-		return false
-	}
-	return ma > major || ma == major && mi >= minor
-}
-
 // runOwnersChild runs one side to its end and returns its pid.
 func runOwnersChild(t *testing.T, role string) int {
 	t.Helper()
@@ -231,7 +219,7 @@ func TestStaleSocketOwner(t *testing.T) {
 			defer src.Close()
 			key, forgetTCP := src.probe.OwnerKey(), src.probe.ForgetsClosedTCP()
 			t.Logf("socket owners: key %q, closed TCP sockets forgotten: %v", key, forgetTCP)
-			if k.Native && (rung == hooks.Fentry || rung == hooks.TpBTF) && key == bpftraffic.OwnerKeyAddress && kernelAtLeast(5, 12) {
+			if k.Native && (rung == hooks.Fentry || rung == hooks.TpBTF) && key == bpftraffic.OwnerKeyAddress && testenv.KernelAtLeast(5, 12) {
 				t.Errorf("rung %s keys owners by address on a kernel that allows socket cookies in tracing programs", rung)
 			}
 			for _, proto := range []string{"udp", "tcp"} {

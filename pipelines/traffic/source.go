@@ -173,6 +173,10 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 		s.log.Warn("traffic map insert failed: packets were not counted", "uncounted", st.UpdateErrors-s.lastStats.UpdateErrors,
 			"errno", unix.Errno(st.LastErrno).Error())
 	}
+	if st.Missed > s.lastStats.Missed {
+		s.log.Warn("the kernel skipped the traffic programs: packets were not counted", "skipped", st.Missed-s.lastStats.Missed,
+			"rung", s.Rung())
+	}
 	s.lastStats = st
 	src := attribute.String("sockeye.source", s.name)
 	b.Self = []pipelines.SelfPoint{
@@ -184,6 +188,8 @@ func (s *Source) Collect(ctx context.Context) (*pipelines.Batch, error) {
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.map", "traffic")}, Value: int64(st.MapFull)},
 		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
 			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "map_update_error")}, Value: int64(st.UpdateErrors)},
+		{Name: "sockeye.agent.events.lost", Unit: "{event}", Description: "Events or packets lost anywhere on the way, by reason.", Kind: pipelines.SelfCounter,
+			Attrs: []attribute.KeyValue{src, attribute.String("sockeye.reason", "probe_missed")}, Value: int64(st.Missed)},
 	}
 	return b, nil
 }

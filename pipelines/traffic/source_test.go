@@ -301,8 +301,17 @@ func checkCounts(t *testing.T, src *Source) {
 
 func checkSelf(t *testing.T, b *pipelines.Batch) {
 	names := map[string]bool{}
+	reasons := map[string]bool{}
 	for _, p := range b.Self {
 		names[p.Name] = true
+		for _, a := range p.Attrs {
+			if p.Name == "sockeye.agent.events.lost" && a.Key == "sockeye.reason" {
+				reasons[a.Value.AsString()] = true
+			}
+		}
+	}
+	if !reasons["map_update_error"] || !reasons["probe_missed"] {
+		t.Errorf("sockeye.agent.events.lost reasons %v, want map_update_error and probe_missed", reasons)
 	}
 	for _, n := range []string{"sockeye.agent.map.entries", "sockeye.agent.map.full", "sockeye.agent.events.lost"} {
 		if !names[n] {
@@ -367,7 +376,7 @@ func TestMapFull(t *testing.T) {
 		case "sockeye.agent.map.full":
 			full = p.Value
 		case "sockeye.agent.events.lost":
-			lost = p.Value
+			lost += p.Value
 		case "sockeye.agent.map.capacity":
 			capacity = p.Value
 		}

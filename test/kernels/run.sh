@@ -541,10 +541,12 @@ phase_done "initramfs" "$T"
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
+RUN_LOGS=() # this run's console logs, for the failure excerpts
 
 boot() { # label
 	local label=$1 logf=$OUT/$1.log t rc=0 secs
 	local kimg pkgver=${KPKGVER[$label]} limit
+	RUN_LOGS+=("$logf")
 	limit=$(guest_timeout "$label")
 	kimg=$(compgen -G "${KDIR[$label]}/boot/vmlinuz-*" | head -n1)
 	[ -z "${K_SETUP[$label]:-}" ] || pkgver+=" (setup ${K_SETUP[$label]})"
@@ -574,6 +576,7 @@ host_run() {
 	rel=$(uname -r)
 	label=host-$rel
 	logf=$OUT/$label.log
+	RUN_LOGS+=("$logf")
 	log "running on the host ($rel)"
 	# The same mounts the guests get; BPF tests need them.
 	[ -d /sys/kernel/tracing/events ] || "${SUDO[@]}" mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null ||
@@ -631,6 +634,12 @@ for line in "${TIMINGS[@]}"; do printf '    %s\n' "$line" >&2; done
 printf '    total: %ss\n' "$(elapsed "$T_ALL")" >&2
 log "report: ${OUT#"$REPO"/}/kernels.md"
 if [ -s "$PROBLEMS" ]; then
+	# The failing tests' own messages, so that a CI log's tail says why.
+	for logf in "${RUN_LOGS[@]}"; do
+		[ -s "$logf" ] || continue
+		excerpt=$(awk -f "$HERE/failures.awk" "$logf")
+		[ -z "$excerpt" ] || printf '==> failures in %s:\n%s\n' "${logf#"$REPO"/}" "$excerpt" >&2
+	done
 	log "FAILED:"
 	sed 's/^/    /' "$PROBLEMS" >&2
 	exit 1
