@@ -77,6 +77,8 @@ type Probe struct {
 	base  *ebpf.Collection
 	extra []*ebpf.Collection
 	links []link.Link
+	// progs are the loaded programs, for the kernel's miss counters.
+	progs []*ebpf.Program
 	rung  string
 	// Notes are limits of the chosen rung on this kernel.
 	Notes []string
@@ -253,6 +255,11 @@ func open(rung string, opts Options) (_ *Probe, err error) {
 			return nil, fmt.Errorf("attach %s: %w", keep[name], err)
 		}
 		p.links = append(p.links, l)
+	}
+	for _, c := range append([]*ebpf.Collection{p.base}, p.extra...) {
+		for _, prog := range c.Programs {
+			p.progs = append(p.progs, prog)
+		}
 	}
 	return p, nil
 }
@@ -692,7 +699,7 @@ func (p *Probe) Close() error {
 		})
 	}
 	wg.Wait()
-	p.links = nil
+	p.links, p.progs = nil, nil
 	for _, c := range p.extra {
 		c.Close()
 	}

@@ -98,16 +98,7 @@ func (p *Probe) Stats() (Stats, error) {
 	if err != nil {
 		return s, err
 	}
-	var progs []*ebpf.Program
-	for _, c := range append([]*ebpf.Collection{p.base}, p.extra...) {
-		if c == nil {
-			continue
-		}
-		for _, prog := range c.Programs {
-			progs = append(progs, prog)
-		}
-	}
-	s.Missed = hooks.Missed(progs, p.links)
+	s.Missed = hooks.Missed(p.progs, p.links)
 	return s, nil
 }
 

@@ -260,11 +260,7 @@ func (c *collector) await(n int, match func(*Conn) bool) []*Conn {
 	return c.conns(match)
 }
 
-// missed is the source's probe_missed count so far.
-func (c *collector) missed() int64 {
-	return probeMissed(c.src)
-}
-
+// probeMissed is the source's probe_missed count so far.
 func probeMissed(src *Source) int64 {
 	var n int64
 	for _, p := range src.Self() {
@@ -556,7 +552,7 @@ func (c *collector) checkEach(t *testing.T, what string, clientPorts []int, seen
 	if len(missing) == 0 {
 		return
 	}
-	if m := c.missed(); m < int64(len(missing)) {
+	if m := probeMissed(c.src); m < int64(len(missing)) {
 		t.Errorf("client ports %v: no %s reported, and only %d program runs counted as skipped (probe_missed): lost silently", missing, what, m)
 	} else {
 		t.Logf("client ports %v: no %s reported; the kernel skipped %d program runs, counted as probe_missed", missing, what, m)
